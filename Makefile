@@ -1,0 +1,41 @@
+# ocr-pipeline developer commands. `make test` is the README's test command (CI runs it).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: help install system-deps test test-fast lint bench-models clean
+
+help:
+	@echo "make install       create $(VENV) and install the project with all extras"
+	@echo "make test          install everything, then run the whole test suite"
+	@echo "make lint          ruff"
+	@echo "make bench-models  params / FLOPs / CPU latency of every architecture"
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch is pinned: the CPU build on this machine's disk (a plain `torch` pulls the CUDA build)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev,service]"
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check ocr_tasks web workers tests benchmarks
+
+bench-models: $(VENV)/.installed
+	$(PY) benchmarks/bench_models.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

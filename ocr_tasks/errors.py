@@ -1,0 +1,46 @@
+"""Domain errors. Only the adapters (CLI, web) translate them into exit codes / HTTP codes."""
+
+from __future__ import annotations
+
+__all__ = [
+    "OCRError",
+    "InvalidImage",
+    "UnsupportedFormat",
+    "ImageTooLarge",
+    "ModelError",
+    "UnknownModel",
+    "WeightsNotFound",
+    "WeightsMismatch",
+]
+
+
+class OCRError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidImage(OCRError, ValueError):
+    """The bytes are not an image we can read (corrupt, truncated, empty, zero-size)."""
+
+
+class UnsupportedFormat(InvalidImage):
+    """The file is a valid file of a kind we do not read (PDF, SVG, text, ...)."""
+
+
+class ImageTooLarge(InvalidImage):
+    """The image declares more pixels (or bytes) than the configured cap."""
+
+
+class ModelError(OCRError):
+    """A model cannot be built or its weights cannot be loaded."""
+
+
+class UnknownModel(ModelError, ValueError):
+    """The requested model name is not in the registry."""
+
+
+class WeightsNotFound(ModelError, FileNotFoundError):
+    """The weights file for a registered model is not on disk."""
+
+
+class WeightsMismatch(ModelError, ValueError):
+    """A weights file does not fit the architecture (missing/unexpected keys, wrong shapes)."""

@@ -1,0 +1,128 @@
+"""Build architectures from specs and load them with their weights, once per process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..settings import Settings, get_settings
+from .registry import ModelSpec, get_spec
+from .weights import load_weights, resolve_weights
+
+__all__ = [
+    "build_model",
+    "resolve_device",
+    "load_model",
+    "detection_predictor",
+    "recognition_predictor",
+    "clear_cache",
+]
+
+log = logging.getLogger(__name__)
+_cache: dict[tuple[object, ...], object] = {}
+_lock = threading.Lock()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    if name in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"OCR_DEVICE={name!r} but CUDA is not available on this machine")
+    return device
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """A randomly initialised network of ``spec``'s architecture (no weights loaded)."""
+    if spec.arch == "craft":
+        from .detection.craft import CRAFT
+
+        return CRAFT()
+    if spec.arch == "craft_refiner":
+        from .detection.craft import RefineNet
+
+        return RefineNet()
+    if spec.arch == "craft_light":
+        from .detection.light import LightCRAFT
+
+        return LightCRAFT(**dict(spec.options))
+    if spec.arch == "dtrb":
+        from .recognition.network import RecognitionModel, RecognizerOptions
+
+        return RecognitionModel(RecognizerOptions.from_mapping(dict(spec.options)))
+    raise ValueError(f"model {spec.name!r} has unknown architecture {spec.arch!r}")
+
+
+def load_model(
+    spec: ModelSpec, model_dir: str | Path | None = None, device: torch.device | str = "cpu"
+) -> nn.Module:
+    """Build ``spec``'s network, load its weights file, move it to ``device``, eval mode."""
+    path = resolve_weights(spec, model_dir)
+    model = build_model(spec)
+    load_weights(model, path, spec)
+    log.info("loaded %s %s from %s", spec.task, spec.name, path)
+    return model.to(device).eval()
+
+
+def _settings_key(settings: Settings) -> tuple[object, ...]:
+    return (str(settings.model_dir or ""), settings.device)
+
+
+def _cached(key: tuple[object, ...], make):  # type: ignore[no-untyped-def]
+    with _lock:
+        if key not in _cache:
+            _cache[key] = make()
+        return _cache[key]
+
+
+def _apply_threads(settings: Settings) -> None:
+    if settings.torch_threads > 0 and torch.get_num_threads() != settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+
+
+def detection_predictor(name: str | None = None, refiner: str | None = None, settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    """The (cached) :class:`DetectionPredictor` for a registered detector (+ optional refiner)."""
+    from .detection.predictor import DetectionPredictor
+
+    settings = settings or get_settings()
+    _apply_threads(settings)
+    name = name or settings.detector
+    refiner = settings.refiner if refiner is None else refiner
+    spec = get_spec(name, "detector")
+    ref_spec = get_spec(refiner, "refiner") if refiner else None
+
+    def make() -> DetectionPredictor:
+        device = resolve_device(settings.device)
+        model = load_model(spec, settings.model_dir, device)
+        ref = load_model(ref_spec, settings.model_dir, device) if ref_spec else None
+        return DetectionPredictor(model, spec, refiner=ref, device=device)
+
+    return _cached(("det", name, refiner, *_settings_key(settings)), make)
+
+
+def recognition_predictor(name: str | None = None, settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    """The (cached) :class:`RecognitionPredictor` for a registered recognizer."""
+    from .recognition.predictor import RecognitionPredictor
+
+    settings = settings or get_settings()
+    _apply_threads(settings)
+    name = name or settings.recognizer
+    spec = get_spec(name, "recognizer")
+
+    def make() -> RecognitionPredictor:
+        device = resolve_device(settings.device)
+        model = load_model(spec, settings.model_dir, device)
+        return RecognitionPredictor(model, spec, device=device, max_batch=settings.recognizer_batch)
+
+    return _cached(("rec", name, *_settings_key(settings)), make)
+
+
+def clear_cache() -> None:
+    """Forget loaded predictors (tests, or after replacing weight files)."""
+    with _lock:
+        _cache.clear()

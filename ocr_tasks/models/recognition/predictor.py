@@ -1,0 +1,73 @@
+"""RecognitionPredictor: word crops -> (text, confidence), one per crop, in order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..registry import ModelSpec
+from .converter import make_converter
+from .preprocess import keep_ratio_batches, official_input
+
+__all__ = ["RecognitionPredictor"]
+
+
+class RecognitionPredictor:
+    """Batched recognition with any four-stage model.
+
+    Official models see each crop squashed to their fixed 32x100 input, as the reference demo
+    does. Our keep-ratio models see crops resized to the input height with the aspect kept,
+    grouped by width so that padding stays small.
+
+    Args:
+        model: a RecognitionModel in eval mode.
+        spec: its registry entry (charset, input size, keep_ratio).
+        device: where the model lives.
+        max_batch: most crops in one forward pass.
+    """
+
+    def __init__(
+        self, model: nn.Module, spec: ModelSpec, device: torch.device | str = "cpu", max_batch: int = 256
+    ) -> None:
+        self.model = model
+        self.spec = spec
+        self.device = torch.device(device)
+        self.max_batch = max(1, int(max_batch))
+        self.prediction = str(spec.options.get("prediction", "CTC"))
+        self.converter = make_converter(self.prediction, spec.character)
+
+    def _forward(self, batch: torch.Tensor) -> list[tuple[str, float]]:
+        logits = self.model(batch.to(self.device), None, False)
+        return self.converter.decode(logits.float())
+
+    @torch.inference_mode()
+    def predict(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        """Recognise every crop (gray ``H x W`` or RGB ``H x W x 3`` uint8).
+
+        Returns:
+            ``[(text, confidence)]`` with ``len(out) == len(crops)``, in input order.
+        """
+        if len(crops) == 0:
+            return []
+        for i, crop in enumerate(crops):
+            if crop is None or crop.ndim not in (2, 3) or crop.shape[0] == 0 or crop.shape[1] == 0:
+                raise ValueError(f"crop {i} is empty or malformed (shape {getattr(crop, 'shape', None)})")
+        results: list[tuple[str, float] | None] = [None] * len(crops)
+        img_h, img_w = self.spec.input_size
+        if self.spec.keep_ratio:
+            for indices, batch in keep_ratio_batches(
+                crops, img_h=img_h, max_w=img_w, max_batch=self.max_batch
+            ):
+                for idx, res in zip(indices, self._forward(batch)):
+                    results[idx] = res
+        else:
+            for start in range(0, len(crops), self.max_batch):
+                chunk = list(crops[start : start + self.max_batch])
+                for k, res in enumerate(self._forward(official_input(chunk, img_h=img_h, img_w=img_w))):
+                    results[start + k] = res
+        if any(r is None for r in results):
+            raise RuntimeError("recognizer returned fewer results than crops")
+        return [(str(t), float(c)) for t, c in results]  # type: ignore[misc]

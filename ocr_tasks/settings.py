@@ -1,0 +1,87 @@
+"""One settings object, built from ``OCR_*`` environment variables.
+
+Every field documents its variable. Nothing here reads the environment at import time:
+call :func:`get_settings` (cached) or :meth:`Settings.from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["Settings", "get_settings"]
+
+
+def _env_path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration of the OCR library (and later the service)."""
+
+    #: ``OCR_MODEL_DIR``: directory searched first for weight files (``<name>.pth``); then the
+    #: package's bundled ``ocr_tasks/weights``.
+    model_dir: Path | None = None
+    #: ``OCR_DETECTOR``: registry name of the default detector.
+    detector: str = "craft_light"
+    #: ``OCR_RECOGNIZER``: registry name of the default recognizer.
+    recognizer: str = "crnn_light"
+    #: ``OCR_REFINER``: registry name of a link refiner to use with the detector ("" = none).
+    refiner: str = ""
+    #: ``OCR_DEVICE``: torch device for inference ("cpu", "cuda", "cuda:1"; "auto" picks CUDA if present).
+    device: str = "auto"
+    #: ``OCR_TORCH_THREADS``: intra-op threads for CPU inference (0 = torch's default).
+    torch_threads: int = 0
+    #: ``OCR_MAX_PIXELS``: largest accepted image (width x height); bigger images are refused.
+    max_pixels: int = 40_000_000
+    #: ``OCR_MAX_SIDE``: largest accepted side in pixels.
+    max_side: int = 20_000
+    #: ``OCR_MAX_IMAGE_BYTES``: largest accepted encoded image in bytes.
+    max_image_bytes: int = 50 * 1024 * 1024
+    #: ``OCR_RECOGNIZER_BATCH``: most crops in one recognizer forward pass.
+    recognizer_batch: int = 256
+
+    _ENV = {
+        "model_dir": "OCR_MODEL_DIR",
+        "detector": "OCR_DETECTOR",
+        "recognizer": "OCR_RECOGNIZER",
+        "refiner": "OCR_REFINER",
+        "device": "OCR_DEVICE",
+        "torch_threads": "OCR_TORCH_THREADS",
+        "max_pixels": "OCR_MAX_PIXELS",
+        "max_side": "OCR_MAX_SIDE",
+        "max_image_bytes": "OCR_MAX_IMAGE_BYTES",
+        "recognizer_batch": "OCR_RECOGNIZER_BATCH",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``); bad values raise ValueError."""
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, object] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, var in cls._ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            kind = types[name]
+            if name == "model_dir":
+                kwargs[name] = _env_path(raw)
+            elif kind in ("int", int):
+                try:
+                    kwargs[name] = int(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{var}={raw!r} is not an integer") from exc
+            else:
+                kwargs[name] = raw.strip()
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings.from_env()

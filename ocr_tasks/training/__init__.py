@@ -1,0 +1,1 @@
+"""Training support: synthetic documents, datasets, training loops and evaluation."""

@@ -1,0 +1,1 @@
+"""Flask web app (HTTP API and upload form). Never imports torch."""
