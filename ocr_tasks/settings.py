@@ -45,6 +45,28 @@ class Settings:
     #: ``OCR_RECOGNIZER_BATCH``: most crops in one recognizer forward pass.
     recognizer_batch: int = 256
 
+    # --- service (Celery / Redis / web) -------------------------------------------------
+    #: ``OCR_REDIS_URL``: Redis used for the result backend, page blobs and (by default) the broker.
+    redis_url: str = "redis://localhost:6379/0"
+    #: ``OCR_BROKER_URL``: Celery broker ("" = ``redis_url``); ``amqp://`` for RabbitMQ works too.
+    broker_url: str = ""
+    #: ``OCR_RESULT_BACKEND``: Celery result backend ("" = ``redis_url``). Must be Redis (chords).
+    result_backend: str = ""
+    #: ``OCR_DETECT_QUEUE``: queue of the per-document detect tasks.
+    detect_queue: str = "detect"
+    #: ``OCR_RECOGNIZE_QUEUE``: queue of the per-crop recognition tasks (the GPU worker's queue).
+    recognize_queue: str = "recognize"
+    #: ``OCR_BATCH_SIZE``: flush a recognition batch when this many crops wait ("auto" allowed later).
+    batch_size: str = "350"
+    #: ``OCR_BATCH_TIMEOUT``: seconds after which a partial recognition batch is flushed.
+    batch_timeout: float = 0.25
+    #: ``OCR_RESULT_TTL``: seconds document results are kept in the result backend.
+    result_ttl: int = 86_400
+    #: ``OCR_PAGE_TTL``: seconds an uploaded page blob lives in Redis waiting for its worker.
+    page_ttl: int = 3_600
+    #: ``OCR_MODELS``: "real" (load the configured models) or "noop" (orchestration-only stand-ins).
+    models: str = "real"
+
     _ENV = {
         "model_dir": "OCR_MODEL_DIR",
         "detector": "OCR_DETECTOR",
@@ -56,6 +78,16 @@ class Settings:
         "max_side": "OCR_MAX_SIDE",
         "max_image_bytes": "OCR_MAX_IMAGE_BYTES",
         "recognizer_batch": "OCR_RECOGNIZER_BATCH",
+        "redis_url": "OCR_REDIS_URL",
+        "broker_url": "OCR_BROKER_URL",
+        "result_backend": "OCR_RESULT_BACKEND",
+        "detect_queue": "OCR_DETECT_QUEUE",
+        "recognize_queue": "OCR_RECOGNIZE_QUEUE",
+        "batch_size": "OCR_BATCH_SIZE",
+        "batch_timeout": "OCR_BATCH_TIMEOUT",
+        "result_ttl": "OCR_RESULT_TTL",
+        "page_ttl": "OCR_PAGE_TTL",
+        "models": "OCR_MODELS",
     }
 
     @classmethod
@@ -76,9 +108,24 @@ class Settings:
                     kwargs[name] = int(raw)
                 except ValueError as exc:
                     raise ValueError(f"{var}={raw!r} is not an integer") from exc
+            elif kind in ("float", float):
+                try:
+                    kwargs[name] = float(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{var}={raw!r} is not a number") from exc
             else:
                 kwargs[name] = raw.strip()
         return cls(**kwargs)  # type: ignore[arg-type]
+
+    @property
+    def broker(self) -> str:
+        """The effective broker URL."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def backend(self) -> str:
+        """The effective result backend URL."""
+        return self.result_backend or self.redis_url
 
 
 @lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import random
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .fonts import FontInfo, load_font
 
-__all__ = ["INK_THRESHOLD", "Canvas", "Face", "PlacedWord", "get_face"]
+__all__ = ["INK_THRESHOLD", "Canvas", "Face", "PlacedWord", "Rendered", "get_face", "render_hand", "render_word"]
 
 #: Coverage (0-255) from which a pixel counts as ink when measuring boxes.
 INK_THRESHOLD = 48
@@ -102,6 +103,69 @@ def _rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
 
 
+class Rendered(NamedTuple):
+    """A word drawn into its own buffer; all points in buffer pixels.
+
+    Attributes:
+        buffer: Coverage, uint8 ``h x w``.
+        origin: Pen origin of the first glyph on the baseline.
+        quad: Ink box of the word, corners TL, TR, BR, BL.
+        chars: One ink box per character, ``N x 4 x 2``.
+    """
+
+    buffer: np.ndarray
+    origin: np.ndarray
+    quad: np.ndarray
+    chars: np.ndarray
+
+
+def render_word(face: Face, text: str) -> Rendered | None:
+    """Render a word; None when it has no ink."""
+    x0, y0, x1, y1 = face.font.getbbox(text, anchor="ls")
+    pad = 2 + face.size // 6
+    ox, oy = pad - int(x0), pad - int(y0)
+    img = Image.new("L", (int(x1 - x0) + 2 * pad, int(y1 - y0) + 2 * pad))
+    ImageDraw.Draw(img).text((ox, oy), text, font=face.font, fill=255, anchor="ls")
+    a = np.asarray(img)
+    ink = _ink_bounds(a)
+    if ink is None:
+        return None
+    chars = []
+    for ch, pen in zip(text, face.pens(text)):
+        g = face.glyph_box(ch)
+        gx = ox + round(pen)
+        cx0, cx1 = np.clip((gx + g[0], gx + g[2]), ink[0], ink[2])
+        cy0, cy1 = np.clip((oy + g[1], oy + g[3]), ink[1], ink[3])
+        chars.append(_rect(cx0, cy0, max(cx1, min(cx0 + 1, ink[2])), max(cy1, min(cy0 + 1, ink[3]))))
+    return Rendered(a, np.array([ox, oy], np.float32), _rect(*ink), np.stack(chars))
+
+
+def render_hand(face: Face, text: str, rng: random.Random) -> Rendered | None:
+    """Render a word glyph by glyph with uneven size, spacing and baseline (handwriting-ish)."""
+    glyphs, pen = [], 0.0
+    for ch in text:
+        sub = get_face(face.info, round(face.size * rng.uniform(0.88, 1.12)))
+        out = render_word(sub, ch)
+        if out is None:
+            return None
+        offset = np.array([round(pen), round(rng.gauss(0, face.size * 0.04))], np.float32) - out.origin
+        glyphs.append((out, offset))
+        pen += sub.length(ch) * rng.uniform(0.97, 1.18)
+    lo = np.min([off for _, off in glyphs], axis=0)
+    hi = np.max([off + out.buffer.shape[::-1] for out, off in glyphs], axis=0)
+    buf = np.zeros((int(hi[1] - lo[1]), int(hi[0] - lo[0])), np.uint8)
+    chars = []
+    for out, off in glyphs:
+        tx, ty = (off - lo).astype(int)
+        region = buf[ty : ty + out.buffer.shape[0], tx : tx + out.buffer.shape[1]]
+        np.maximum(region, out.buffer, out=region)
+        chars.append(out.quad + (off - lo))
+    ink = _ink_bounds(buf)
+    if ink is None:
+        return None
+    return Rendered(buf, -lo, _rect(*ink), np.stack(chars))
+
+
 @dataclass
 class Canvas:
     """Ink layers of one flat page.
@@ -128,72 +192,11 @@ class Canvas:
         self.paper = np.ones((self.height, self.width), np.uint8)
 
     # -- words -------------------------------------------------------------------------------
-    def render(self, face: Face, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Render a word into a buffer.
-
-        Returns:
-            ``(coverage, quad, chars)`` with the quad and glyph quads in buffer pixels and the
-            baseline origin of the first glyph at buffer point ``(0, 0)`` shifted by ``-origin``,
-            or None when nothing is drawn. See :meth:`place`.
-        """
-        x0, y0, x1, y1 = face.font.getbbox(text, anchor="ls")
-        pad = 2 + face.size // 6
-        ox, oy = pad - int(x0), pad - int(y0)
-        img = Image.new("L", (int(x1 - x0) + 2 * pad, int(y1 - y0) + 2 * pad))
-        ImageDraw.Draw(img).text((ox, oy), text, font=face.font, fill=255, anchor="ls")
-        a = np.asarray(img)
-        ink = _ink_bounds(a)
-        if ink is None:
-            return None
-        chars = []
-        for ch, pen in zip(text, face.pens(text)):
-            g = face.glyph_box(ch)
-            gx = ox + round(pen)
-            cx0, cx1 = np.clip((gx + g[0], gx + g[2]), ink[0], ink[2])
-            cy0, cy1 = np.clip((oy + g[1], oy + g[3]), ink[1], ink[3])
-            chars.append(_rect(cx0, cy0, max(cx1, cx0 + 1), max(cy1, cy0 + 1)))
-        origin = np.array([ox, oy], np.float32)
-        return a, _rect(*ink) - origin, np.stack(chars) - origin
-
-    def render_hand(self, face: Face, text: str, rng: random.Random) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Like :meth:`render`, with a wobbly baseline, uneven size and spacing (handwriting-ish)."""
-        pieces, pen, chars = [], 0.0, []
-        for ch in text:
-            sub = get_face(face.info, round(face.size * rng.uniform(0.88, 1.12)))
-            out = self.render(sub, ch)
-            if out is None:
-                return None
-            dy = rng.gauss(0, face.size * 0.04)
-            pieces.append((out[0], round(pen), round(dy), sub))
-            chars.append(out[2][0] + np.array([round(pen), round(dy)], np.float32))
-            pen += sub.length(ch) * rng.uniform(0.95, 1.15)
-        pad = 2 + face.size // 3
-        lo = np.min(np.stack(chars).reshape(-1, 2), axis=0) - pad
-        hi = np.max(np.stack(chars).reshape(-1, 2), axis=0) + pad
-        buf = np.zeros((int(hi[1] - lo[1]) + 1, int(hi[0] - lo[0]) + 1), np.uint8)
-        for (a, px, py, sub), box in zip(pieces, chars):
-            sx0, sy0 = box[0] - sub_offset(a, sub)  # placement of this glyph buffer
-            tx, ty = int(round(sx0 - lo[0])), int(round(sy0 - lo[1]))
-            region = buf[ty : ty + a.shape[0], tx : tx + a.shape[1]]
-            np.maximum(region, a[: region.shape[0], : region.shape[1]], out=region)
-        ink = _ink_bounds(buf)
-        if ink is None:
-            return None
-        return buf, _rect(*ink) + lo, np.stack(chars)
-
-    def place(
-        self,
-        rendered: tuple[np.ndarray, np.ndarray, np.ndarray],
-        text: str,
-        x: float,
-        baseline: float,
-        darkness: float = 1.0,
-        rotate: float = 0.0,
-    ) -> PlacedWord | None:
-        """Put a rendered word with its first pen position at ``(x, baseline)``.
+    def place(self, rendered: Rendered, text: str, x: float, baseline: float, darkness: float = 1.0, rotate: float = 0.0) -> PlacedWord | None:
+        """Put a rendered word with its pen origin at ``(x, baseline)``.
 
         Args:
-            rendered: Output of :meth:`render` / :meth:`render_hand`.
+            rendered: Output of :func:`render_word` / :func:`render_hand`.
             text: The word's text.
             x: Pen x of the first glyph.
             baseline: Baseline y.
@@ -202,26 +205,24 @@ class Canvas:
                 text reading bottom-to-top).
 
         Returns:
-            The placed word, or None when it would leave the page.
+            The placed word, or None (nothing drawn) when it would leave the page.
         """
-        a, quad, chars = rendered
-        origin = _buffer_origin(a, quad)
+        a, origin, quad, chars = rendered
         if rotate:
             a, matrix = _rotate_buffer(a, rotate)
-            pts = np.concatenate([quad[None], chars]).reshape(-1, 2) + origin
-            pts = pts @ matrix[:, :2].T + matrix[:, 2]
-            origin = np.array(matrix[:, :2] @ origin + matrix[:, 2], np.float32)
-            quad, chars = pts[:4] - origin, pts[4:].reshape(-1, 4, 2) - origin
+            pts = np.concatenate([origin[None], quad, chars.reshape(-1, 2)])
+            pts = (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+            origin, quad, chars = pts[0], pts[1:5], pts[5:].reshape(-1, 4, 2)
         left, top = int(round(x - origin[0])), int(round(baseline - origin[1]))
         h, w = a.shape
         if left < 0 or top < 0 or left + w > self.width or top + h > self.height:
             return None
         if darkness < 1.0:
-            a = (a.astype(np.float32) * darkness).astype(np.uint8)
+            a = (a * np.float32(darkness)).astype(np.uint8)
         region = self.text[top : top + h, left : left + w]
         np.maximum(region, a, out=region)
-        shift = np.array([left, top], np.float32) + origin
-        word = PlacedWord(text, quad + shift, chars + shift, vertical=abs(rotate) > 45, flat_box=(left, top, left + w, top + h))
+        shift = np.array([left, top], np.float32)
+        word = PlacedWord(text, quad + shift, chars + shift, abs(rotate) > 45, (left, top, left + w, top + h))
         self.words.append(word)
         return word
 
@@ -252,20 +253,6 @@ class Canvas:
         """Open anti-aliased polyline (scribbles, check marks, signatures)."""
         pts = np.round(points * 4).astype(np.int32).reshape(-1, 1, 2)
         cv2.polylines(self.art, [pts], False, int(255 * darkness), max(1, int(thickness)), cv2.LINE_AA, shift=2)
-
-
-def sub_offset(a: np.ndarray, face: Face) -> np.ndarray:
-    """Offset from a single-glyph buffer's top-left corner to its ink box top-left."""
-    ink = _ink_bounds(a)
-    return np.array(ink[:2] if ink else (0, 0), np.float32) - np.array(ink[:2] if ink else (0, 0), np.float32)
-
-
-def _buffer_origin(a: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """Buffer position of the pen origin: the ink box in buffer pixels minus its origin-relative quad."""
-    ink = _ink_bounds(a)
-    if ink is None:
-        return np.zeros(2, np.float32)
-    return np.array(ink[:2], np.float32) - quad[0]
 
 
 def _rotate_buffer(a: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
