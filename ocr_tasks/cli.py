@@ -231,6 +231,12 @@ def _optional_commands() -> list[Callable[[Any], None]]:
         found.extend(getattr(training_cli, "COMMANDS", []))
     except ImportError:  # training extras not present
         pass
+    try:
+        from .evaluation import cli as evaluation_cli
+
+        found.extend(getattr(evaluation_cli, "COMMANDS", []))
+    except ImportError:  # evaluation module not present
+        pass
     return found
 
 

@@ -11,6 +11,10 @@ __all__ = [
     "UnknownModel",
     "WeightsNotFound",
     "WeightsMismatch",
+    "ServiceError",
+    "ServiceUnavailable",
+    "PageMissing",
+    "RecognitionFailed",
 ]
 
 
@@ -44,3 +48,19 @@ class WeightsNotFound(ModelError, FileNotFoundError):
 
 class WeightsMismatch(ModelError, ValueError):
     """A weights file does not fit the architecture (missing/unexpected keys, wrong shapes)."""
+
+
+class ServiceError(OCRError):
+    """Base class of the queue service's errors (client, tasks, storage)."""
+
+
+class ServiceUnavailable(ServiceError):
+    """Redis (page store, result backend) or the broker cannot be reached; retry later."""
+
+
+class PageMissing(ServiceError):
+    """The uploaded page is not in the page store: it expired (``OCR_PAGE_TTL``) or was never stored."""
+
+
+class RecognitionFailed(ServiceError):
+    """The recognizer raised, or returned a wrong number of results, for a batch of crops."""

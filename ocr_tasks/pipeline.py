@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .geometry import crop_quad, reading_order
@@ -28,9 +29,8 @@ def crop_boxes(image: np.ndarray, boxes: Sequence[DetectedBox], gray: bool = Tru
     """Cut one upright crop per box (grayscale by default: the recognizers read grayscale)."""
     source = image
     if gray and image.ndim == 3:
-        # ITU-R 601 luma, as PIL's convert("L") computes it.
-        source = (image[..., 0] * 299 + image[..., 1] * 587 + image[..., 2] * 114 + 500) // 1000
-        source = source.astype(np.uint8)
+        # ITU-R 601 luma (the weights PIL's convert("L") uses).
+        source = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     return [crop_quad(source, np.asarray(b.quad, dtype=np.float32)) for b in boxes]
 
 

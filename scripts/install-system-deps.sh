@@ -7,6 +7,7 @@ PACKAGES=(
   fonts-dejavu fonts-liberation2 fonts-urw-base35 fonts-noto-core wamerican
   tesseract-ocr tesseract-ocr-eng
   redis-server
+  chromium chromium-driver
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

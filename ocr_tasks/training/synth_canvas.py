@@ -30,11 +30,14 @@ class Face:
     Args:
         info: The font file.
         size: Em size in pixels.
+        stroke: Extra stroke width in pixels (0 = the font's own weight; 0.3-0.7 = heavier,
+            like a typewriter ribbon or toner spread).
     """
 
-    def __init__(self, info: FontInfo, size: int) -> None:
+    def __init__(self, info: FontInfo, size: int, stroke: float = 0.0) -> None:
         self.info = info
         self.size = int(size)
+        self.stroke = float(stroke)
         self.font: ImageFont.FreeTypeFont = load_font(info.path, self.size)
         ascent, descent = self.font.getmetrics()
         self.ascent, self.descent = int(ascent), int(descent)
@@ -63,7 +66,9 @@ class Face:
         if box is None:
             s = self.size
             img = Image.new("L", (4 * s, 3 * s))
-            ImageDraw.Draw(img).text((s, 2 * s), ch, font=self.font, fill=255, anchor="ls")
+            ImageDraw.Draw(img).text(
+                (s, 2 * s), ch, font=self.font, fill=255, anchor="ls", stroke_width=self.stroke, stroke_fill=255
+            )
             a = np.asarray(img)
             cols, rows = np.flatnonzero(a.max(0) >= INK_THRESHOLD), np.flatnonzero(a.max(1) >= INK_THRESHOLD)
             if cols.size:
@@ -74,10 +79,10 @@ class Face:
         return box
 
 
-@functools.lru_cache(maxsize=512)
-def get_face(info: FontInfo, size: int) -> Face:
-    """Shared :class:`Face` for a font and size (cached per process)."""
-    return Face(info, max(6, int(size)))
+@functools.lru_cache(maxsize=1024)
+def get_face(info: FontInfo, size: int, stroke: float = 0.0) -> Face:
+    """Shared :class:`Face` for a font, size and stroke (cached per process)."""
+    return Face(info, max(6, int(size)), round(stroke, 1))
 
 
 @dataclass
@@ -122,10 +127,11 @@ class Rendered(NamedTuple):
 def render_word(face: Face, text: str) -> Rendered | None:
     """Render a word; None when it has no ink."""
     x0, y0, x1, y1 = face.font.getbbox(text, anchor="ls")
-    pad = 2 + face.size // 6
+    pad = 3 + face.size // 6
     ox, oy = pad - int(x0), pad - int(y0)
     img = Image.new("L", (int(x1 - x0) + 2 * pad, int(y1 - y0) + 2 * pad))
-    ImageDraw.Draw(img).text((ox, oy), text, font=face.font, fill=255, anchor="ls")
+    draw = ImageDraw.Draw(img)
+    draw.text((ox, oy), text, font=face.font, fill=255, anchor="ls", stroke_width=face.stroke, stroke_fill=255)
     a = np.asarray(img)
     ink = _ink_bounds(a)
     if ink is None:
@@ -134,9 +140,9 @@ def render_word(face: Face, text: str) -> Rendered | None:
     for ch, pen in zip(text, face.pens(text)):
         g = face.glyph_box(ch)
         gx = ox + round(pen)
-        cx0, cx1 = np.clip((gx + g[0], gx + g[2]), ink[0], ink[2])
-        cy0, cy1 = np.clip((oy + g[1], oy + g[3]), ink[1], ink[3])
-        chars.append(_rect(cx0, cy0, max(cx1, min(cx0 + 1, ink[2])), max(cy1, min(cy0 + 1, ink[3]))))
+        cx0, cx1 = min(max(gx + g[0], ink[0]), ink[2] - 1), min(max(gx + g[2], ink[0] + 1), ink[2])
+        cy0, cy1 = min(max(oy + g[1], ink[1]), ink[3] - 1), min(max(oy + g[3], ink[1] + 1), ink[3])
+        chars.append(_rect(cx0, cy0, max(cx1, cx0 + 1), max(cy1, cy0 + 1)))
     return Rendered(a, np.array([ox, oy], np.float32), _rect(*ink), np.stack(chars))
 
 
@@ -144,7 +150,7 @@ def render_hand(face: Face, text: str, rng: random.Random) -> Rendered | None:
     """Render a word glyph by glyph with uneven size, spacing and baseline (handwriting-ish)."""
     glyphs, pen = [], 0.0
     for ch in text:
-        sub = get_face(face.info, round(face.size * rng.uniform(0.88, 1.12)))
+        sub = get_face(face.info, round(face.size * rng.uniform(0.88, 1.12)), face.stroke)
         out = render_word(sub, ch)
         if out is None:
             return None

@@ -72,7 +72,7 @@ def degrade_ink(coverage: np.ndarray, rng: np.random.Generator, mode: str) -> np
         out = cv2.dilate(coverage, np.ones((k, k), np.uint8))
         return cv2.addWeighted(out, 0.6, coverage, 0.4, 0)
     if mode == "thin":
-        return cv2.erode(coverage, np.ones((2, 2), np.uint8))
+        return cv2.addWeighted(cv2.erode(coverage, np.ones((2, 2), np.uint8)), 0.5, coverage, 0.5, 0)
     if mode == "faint":
         return cv2.convertScaleAbs(coverage, alpha=float(rng.uniform(0.45, 0.75)))
     h, w = coverage.shape
@@ -109,8 +109,8 @@ def add_speckle(layer: np.ndarray, rng: np.random.Generator, density: float) -> 
     if n <= 0:
         return
     xs, ys = rng.integers(0, w, n), rng.integers(0, h, n)
-    radii = rng.choice(np.array([0, 0, 0, 1, 1, 2]), n)
-    values = rng.integers(90, 256, n)
+    radii = rng.choice(np.array([0, 0, 0, 0, 1, 1, 2]), n)
+    values = rng.integers(60, 230, n)
     for x, y, r, v in zip(xs.tolist(), ys.tolist(), radii.tolist(), values.tolist()):
         cv2.circle(layer, (x, y), r, v, -1, cv2.LINE_AA)
 
@@ -148,7 +148,8 @@ def scan_effects(image: np.ndarray, rng: np.random.Generator, fax: bool) -> np.n
     if fax:
         f = rng.uniform(0.5, 0.85)
         small = cv2.resize(out, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
-        thr = float(rng.uniform(0.45, 0.65) * (int(small.max()) + int(small.min())))
+        paper, ink = np.percentile(small[:: 4, :: 4], (50, 0.5))
+        thr = float(paper - (paper - ink) * rng.uniform(0.3, 0.55))
         small = np.where(small > thr, np.uint8(rng.integers(225, 256)), np.uint8(rng.integers(0, 50)))
         out = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST if rng.random() < 0.5 else cv2.INTER_LINEAR)
     if rng.random() < 0.6:

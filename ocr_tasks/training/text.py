@@ -333,6 +333,17 @@ class WordSampler:
         case = self.rng.choices(("keep", "upper", "title"), (0.5, 0.3, 0.2))[0]
         return [self.case(self.token(), case) for _ in range(self.rng.randrange(1, 5))]
 
+    def address(self) -> list[list[str]]:
+        """A postal address as lines of tokens: street, then city/state/zip."""
+        street = [str(self.rng.randrange(1, 9999)), self.case(self.rng.choice(self.words), "title")]
+        street.append(self.rng.choice(("Street", "St.", "Avenue", "Ave.", "Blvd.", "Road", "Drive", "Suite")))
+        if self.rng.random() < 0.3:
+            street += [self.rng.choice(("Suite", "P.O.", "Box", "Bldg.", "Floor")), str(self.rng.randrange(1, 999))]
+        city = self.case(self.rng.choice(self.words), self.rng.choice(("title", "upper"))) + ","
+        state = "".join(self.rng.choices(string.ascii_uppercase, k=2))
+        zipcode = f"{self.rng.randrange(10000, 99999)}" + (f"-{self.rng.randrange(1000, 9999)}" if self.rng.random() < 0.3 else "")
+        return [street, [city, state, zipcode]]
+
     def heading(self) -> list[str]:
         """A heading or title such as ``["QUARTERLY", "SALES", "REPORT"]``."""
         n = self.rng.randrange(1, 5)

@@ -54,7 +54,11 @@ def test_state_dict_matches_manifest(official: tuple[str, dict, RecognitionModel
     state = model.state_dict()
     required = [(_strip(k), tuple(shape), dtype) for k, shape, dtype in manifest["tensors"]]
     optional = {_strip(k): tuple(shape) for k, shape, _ in manifest["optional_tensors"]}
-    ours = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state.items() if k not in optional]
+    ours = [
+        (k, tuple(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in state.items()
+        if k not in optional
+    ]
     missing = sorted({k for k, _, _ in required} - {k for k, _, _ in ours})
     extra = sorted({k for k, _, _ in ours} - {k for k, _, _ in required})
     assert not missing and not extra, f"missing {missing[:5]}, unexpected {extra[:5]}"
@@ -96,7 +100,9 @@ def test_forward_shapes(official: tuple[str, dict, RecognitionModel]) -> None:
 
 def test_tps_buffers_match_spec_checksums() -> None:
     model = RecognitionModel(
-        RecognizerOptions(transformation="TPS", feature_extraction="VGG", sequence_modeling="None", num_class=37)
+        RecognizerOptions(
+            transformation="TPS", feature_extraction="VGG", sequence_modeling="None", num_class=37
+        )
     )
     grid = model.Transformation.GridGenerator
     state = model.state_dict()
@@ -117,7 +123,9 @@ def test_tps_identity_fiducials_sample_pixel_centres_align_corners_true() -> Non
     align_corners=True: column k reads input x = (k + 0.5) * (W - 1) / W (a slight zoom, as upstream)."""
     torch.manual_seed(0)
     model = RecognitionModel(
-        RecognizerOptions(transformation="TPS", feature_extraction="VGG", sequence_modeling="None", num_class=37)
+        RecognizerOptions(
+            transformation="TPS", feature_extraction="VGG", sequence_modeling="None", num_class=37
+        )
     ).eval()
     stn = model.Transformation
     ctrl = torch.from_numpy(stn.GridGenerator._build_c(20)).float()
@@ -213,13 +221,17 @@ def test_rcnn_builds_and_runs() -> None:
     assert "FeatureExtraction.ConvNet.10.weight" in keys  # final BN
     with torch.inference_mode():
         assert model(torch.rand(1, 1, 32, 100)).shape == (1, 26, 37)
-        small = RecognitionModel(RecognizerOptions(feature_extraction="RCNN", output_channel=64, num_class=5)).eval()
+        small = RecognitionModel(
+            RecognizerOptions(feature_extraction="RCNN", output_channel=64, num_class=5)
+        ).eval()
         assert small(torch.rand(2, 1, 32, 60)).shape == (2, small.feature_length(60), 5)
 
 
 def test_resnet_small_variable_width() -> None:
     torch.manual_seed(0)
-    opts = RecognizerOptions(feature_extraction="ResNet", sequence_modeling="None", output_channel=64, num_class=5)
+    opts = RecognizerOptions(
+        feature_extraction="ResNet", sequence_modeling="None", output_channel=64, num_class=5
+    )
     model = RecognitionModel(opts).eval()
     with torch.inference_mode():
         for width in (24, 100, 132):
@@ -248,7 +260,12 @@ def test_options_validation(changes: dict, bad: str) -> None:
 
 def test_options_mapping_aliases() -> None:
     opts = RecognizerOptions.from_mapping(
-        {"Transformation": "tps", "FeatureExtraction": "resnet", "SequenceModeling": "bilstm", "Prediction": "attn"}
+        {
+            "Transformation": "tps",
+            "FeatureExtraction": "resnet",
+            "SequenceModeling": "bilstm",
+            "Prediction": "attn",
+        }
         | {"imgH": 32, "imgW": 100, "character": "abc", "rgb": True}
     )
     assert (opts.transformation, opts.feature_extraction, opts.sequence_modeling, opts.prediction) == (

@@ -36,9 +36,13 @@ from torch import nn
 
 __all__ = ["CRAFT", "RefineNet", "DoubleConv", "init_weights"]
 
-# torchvision vgg16_bn config; "M" is a 2x2 max-pool.
-_VGG16_CFG: tuple[int | str, ...] = (
-    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+# torchvision vgg16_bn config: conv widths per stage, each stage followed by a 2x2 max-pool.
+_VGG16_STAGES: tuple[tuple[int, ...], ...] = (
+    (64, 64),
+    (128, 128),
+    (256, 256, 256),
+    (512, 512, 512),
+    (512, 512, 512),
 )
 # Index ranges [start, stop) of torchvision's vgg16_bn.features kept in each slice (see module doc).
 _SLICE_RANGES: tuple[tuple[int, int], ...] = ((0, 13), (13, 20), (20, 30), (30, 39))
@@ -48,17 +52,15 @@ def _vgg16_bn_features() -> list[tuple[int, nn.Module]]:
     """Return ``(torchvision index, module)`` pairs of vgg16_bn ``features`` (out-of-place ReLUs)."""
     layers: list[nn.Module] = []
     in_ch = 3
-    for item in _VGG16_CFG:
-        if item == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            out_ch = int(item)
+    for stage in _VGG16_STAGES:
+        for out_ch in stage:
             layers += [
                 nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1),
                 nn.BatchNorm2d(out_ch),
                 nn.ReLU(inplace=False),
             ]
             in_ch = out_ch
+        layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
     return list(enumerate(layers))
 
 

@@ -77,9 +77,7 @@ class CraftThresholds:
         object.__setattr__(self, "min_area", int(self.min_area))
 
     @classmethod
-    def from_mapping(
-        cls, mapping: Mapping[str, Any], base: CraftThresholds | None = None
-    ) -> CraftThresholds:
+    def from_mapping(cls, mapping: Mapping[str, Any], base: CraftThresholds | None = None) -> CraftThresholds:
         """Build from a mapping of field overrides on top of ``base`` (defaults if None).
 
         Raises:

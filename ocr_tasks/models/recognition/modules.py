@@ -275,7 +275,12 @@ class GRCL(nn.Module):
     """Gated recurrent convolution layer; the four convolutions are shared by all iterations."""
 
     def __init__(
-        self, input_channel: int, output_channel: int, num_iteration: int = 5, kernel_size: int = 3, pad: int = 1
+        self,
+        input_channel: int,
+        output_channel: int,
+        num_iteration: int = 5,
+        kernel_size: int = 3,
+        pad: int = 1,
     ) -> None:
         """Create the layer.
 

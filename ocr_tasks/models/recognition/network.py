@@ -72,7 +72,9 @@ class RecognizerOptions:
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
-            canonical = {c.lower(): c for c in choices}.get(str(value).lower()) if isinstance(value, str) else None
+            canonical = (
+                {c.lower(): c for c in choices}.get(str(value).lower()) if isinstance(value, str) else None
+            )
             if canonical is None:
                 raise ValueError(f"invalid {name}={value!r}: expected one of {', '.join(choices)}")
             object.__setattr__(self, name, canonical)
@@ -116,7 +118,9 @@ class RecognizerOptions:
     @property
     def name(self) -> str:
         """Official-style model name, e.g. ``TPS-ResNet-BiLSTM-Attn``."""
-        return "-".join((self.transformation, self.feature_extraction, self.sequence_modeling, self.prediction))
+        return "-".join(
+            (self.transformation, self.feature_extraction, self.sequence_modeling, self.prediction)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The options as a plain dict of our (snake_case) field names."""
@@ -195,7 +199,10 @@ class RecognitionModel(nn.Module):
         if opt.transformation == "TPS":
             size = (opt.img_h, opt.img_w)
             self.Transformation = TPS_SpatialTransformerNetwork(
-                num_fiducial=opt.num_fiducial, input_size=size, output_size=size, input_channel=opt.input_channel
+                num_fiducial=opt.num_fiducial,
+                input_size=size,
+                output_size=size,
+                input_channel=opt.input_channel,
             )
 
         extractor = {
@@ -246,7 +253,9 @@ class RecognitionModel(nn.Module):
         if image.size(3) < MIN_INPUT_WIDTH:
             raise ValueError(f"input width {image.size(3)} is below the minimum {MIN_INPUT_WIDTH}")
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor | None = None, is_train: bool = False) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, text: torch.Tensor | None = None, is_train: bool = False
+    ) -> torch.Tensor:
         """Run the four stages.
 
         Args:

@@ -40,8 +40,10 @@ class RecognitionPredictor:
         self.converter = make_converter(self.prediction, spec.character)
 
     def _forward(self, batch: torch.Tensor) -> list[tuple[str, float]]:
-        logits = self.model(batch.to(self.device), None, False)
-        return self.converter.decode(logits.float())
+        logits = self.model(batch.to(self.device), None, False).float()
+        if self.prediction == "CTC":
+            return self.converter.decode_greedy(logits)
+        return self.converter.decode(logits)
 
     @torch.inference_mode()
     def predict(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:

@@ -1,0 +1,123 @@
+"""``ocr-pipeline train ...``, ``ocr-pipeline synth`` and ``ocr-pipeline export`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMMANDS", "TRAIN_TARGETS"]
+
+
+def _device_default() -> str:
+    return "auto"
+
+
+def _resolve_device(name: str) -> str:
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def cmd_train_recognizer(args: argparse.Namespace) -> int:
+    from .recognizer import RecognizerTrainConfig, train_recognizer
+
+    cfg = RecognizerTrainConfig(
+        model=args.model,
+        out_dir=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=_resolve_device(args.device),
+        amp=not args.no_amp,
+        workers=args.workers,
+        val_crops=args.val_crops,
+        val_every=args.val_every,
+        ckpt_every=args.ckpt_every,
+        threads=args.threads,
+        options=json.loads(args.options) if args.options else {},
+    )
+    result = train_recognizer(cfg, resume=not args.restart, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in result.items() if k != "losses"}))
+    return 0
+
+
+def add_train_recognizer(sub: Any) -> None:
+    p = sub.add_parser("recognizer", help="train a recognizer on synthetic word crops")
+    p.add_argument("--model", default="crnn_light", help="registered recognizer architecture to train")
+    p.add_argument("--out", default="runs/recognizer", help="run directory (checkpoints, logs)")
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--device", default=_device_default(), help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--workers", type=int, default=1, help="data-rendering worker processes")
+    p.add_argument("--val-crops", type=int, default=1000)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--options", help='JSON overrides of the architecture options, e.g. \'{"hidden_size": 96}\'')
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_recognizer)
+
+
+#: ``train`` targets; the detector trainer registers itself here too.
+TRAIN_TARGETS: list[Callable[[Any], None]] = [add_train_recognizer]
+
+
+def _detector_targets() -> list[Callable[[Any], None]]:
+    try:
+        from . import detector_cli
+    except ImportError:
+        return []
+    return list(getattr(detector_cli, "TRAIN_TARGETS", []))
+
+
+def add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train the bundled models (recognizer, detector)")
+    targets = p.add_subparsers(dest="target", required=True, metavar="TARGET")
+    for add in TRAIN_TARGETS + _detector_targets():
+        add(targets)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import write_dataset
+
+    write_dataset(Path(args.out_dir), pages=args.pages, seed=args.seed)
+    print(f"wrote {args.pages} pages to {args.out_dir}", file=sys.stderr)
+    return 0
+
+
+def add_synth(sub: Any) -> None:
+    p = sub.add_parser("synth", help="write a synthetic document set in the evaluation format")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--pages", type=int, default=50)
+    p.add_argument("--seed", type=int, default=2024, help="use a seed never used in training for held-out sets")
+    p.set_defaults(func=cmd_synth)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_weights
+
+    info = export_weights(args.kind, Path(args.checkpoint), half=not args.fp32)
+    print(json.dumps(info))
+    return 0
+
+
+def add_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="install trained weights as the bundled default (fp16, sha256 registered)")
+    p.add_argument("kind", choices=["recognizer", "detector"])
+    p.add_argument("checkpoint", help="a best.pth / last.pt from a training run")
+    p.add_argument("--fp32", action="store_true", help="store float32 instead of float16")
+    p.set_defaults(func=cmd_export)
+
+
+COMMANDS: list[Callable[[Any], None]] = [add_train, add_synth, add_export]
