@@ -168,9 +168,9 @@ def cmd_recognize(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from .errors import WeightsNotFound
     from .models.registry import list_specs
     from .models.weights import resolve_weights
-    from .errors import WeightsNotFound
 
     settings = _settings(args)
     rows = []

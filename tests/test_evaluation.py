@@ -255,7 +255,7 @@ def test_run_evaluation_with_fake_engine(tiny_dataset: Path):
     assert e2e.detection == DetectionCounts(tp=3, n_pred=3, n_gt=3)
     assert (e2e.e2e.tp, e2e.e2e.tp_caseless) == (0, 3)
     (rec,) = run_evaluation([engine], each(), "recognition")
-    assert rec.recognition == RecognitionCounts(n=3, correct=2, correct_caseless=2)
+    assert rec.recognition == RecognitionCounts(n=3, correct=1, correct_caseless=1)  # "Invoice" on page a
     assert rec.units == 3
     (det,) = run_evaluation([engine], each(), "detection")
     assert det.detection.hmean == 1.0 and det.e2e is None
@@ -273,7 +273,7 @@ def test_ours_engine_with_injected_predictors():
 
     class Rec:
         def predict(self, crops):
-            return [("w%d" % c.shape[1], 0.5) for c in crops]
+            return [(f"w{c.shape[1]}", 0.5) for c in crops]
 
     engine = OursEngine(detection=Det(), recognition=Rec())
     image = np.full((40, 100, 3), 255, np.uint8)
@@ -335,3 +335,34 @@ def test_cli_registration_and_bad_engine(tiny_dataset: Path, capsys):
     assert main(["eval", str(tiny_dataset), "--engine", "ours,abbyy", "--no-progress"]) == 2
     assert "abbyy" in capsys.readouterr().err
     assert main(["eval", str(tiny_dataset / "nope"), "--engine", "tesseract", "--no-progress"]) == 2
+
+
+@needs_tesseract
+def test_cli_ours_and_tesseract_side_by_side(tiny_dataset: Path, tmp_path: Path, capsys):
+    """Both engines on the same pages in one run; ours with random weights (only the plumbing)."""
+    import torch
+
+    from ocr_tasks.models.factory import build_model, clear_cache
+    from ocr_tasks.models.registry import get_spec
+    from ocr_tasks.models.weights import save_state_dict
+
+    torch.manual_seed(0)
+    model_dir = tmp_path / "weights"
+    model_dir.mkdir()
+    for name in ("craft_light", "crnn_light"):
+        spec = get_spec(name)
+        save_state_dict(build_model(spec), model_dir / spec.filename)
+    clear_cache()
+    out = tmp_path / "both.json"
+    argv = ["eval", str(tiny_dataset), "--engine", "ours,tesseract", "--model-dir", str(model_dir)]
+    argv += ["--device", "cpu", "--json", str(out), "--no-progress", "--detector", "craft_light"]
+    try:
+        assert main([*argv, "--recognizer", "crnn_light"]) == 0
+    finally:
+        clear_cache()
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header == ["engine", "ours", "tesseract"]
+    results = json.loads(out.read_text())["results"]
+    assert [r["engine"] for r in results] == ["ours", "tesseract"]
+    assert all(r["detection"]["n_gt"] == 3 and r["e2e"]["n_gt"] == 3 for r in results)
+    assert results[0]["engine_info"]["detector"] == "craft_light"

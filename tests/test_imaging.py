@@ -33,7 +33,7 @@ def gradient(w: int = 40, h: int = 30) -> np.ndarray:
         lambda: Image.fromarray(gradient()).convert("P"),
         lambda: Image.fromarray(gradient()).convert("LA"),
         lambda: Image.fromarray(gradient()).convert("RGBA"),
-        lambda: Image.fromarray((gradient().astype(np.uint16) * 257)),
+        lambda: Image.fromarray(gradient().astype(np.uint16) * 257),
     ],
     ids=["rgb", "gray", "1bit", "palette", "gray-alpha", "rgba", "16bit"],
 )

@@ -24,7 +24,8 @@ bp = Blueprint("api", __name__)
 
 def _gray(image: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma, as the pipeline feeds crops to the recognizer."""
-    luma = (image[..., 0] * 299 + image[..., 1] * 587 + image[..., 2] * 114 + 500) // 1000
+    rgb = image.astype(np.uint32)
+    luma = (rgb[..., 0] * 299 + rgb[..., 1] * 587 + rgb[..., 2] * 114 + 500) // 1000
     return luma.astype(np.uint8)
 
 

@@ -22,13 +22,33 @@ __all__ = ["DEFAULTS", "ALLOWED_EXTENSIONS", "THRESHOLD_PARAMS"]
 #: extension is accepted and judged by its content; the content is always checked.
 ALLOWED_EXTENSIONS: frozenset[str] = frozenset(
     {
-        "png", "jpg", "jpeg", "jpe", "jfif", "tif", "tiff", "bmp", "dib", "webp", "gif",
-        "pbm", "pgm", "ppm", "pnm", "mpo",
+        "png",
+        "jpg",
+        "jpeg",
+        "jpe",
+        "jfif",
+        "tif",
+        "tiff",
+        "bmp",
+        "dib",
+        "webp",
+        "gif",
+        "pbm",
+        "pgm",
+        "ppm",
+        "pnm",
+        "mpo",
     }
 )
 
 #: Detection overrides accepted as query or form parameters on /detection and /ocr.
-THRESHOLD_PARAMS: tuple[str, ...] = ("text_threshold", "link_threshold", "low_text", "canvas_size", "mag_ratio")
+THRESHOLD_PARAMS: tuple[str, ...] = (
+    "text_threshold",
+    "link_threshold",
+    "low_text",
+    "canvas_size",
+    "mag_ratio",
+)
 
 DEFAULTS: dict[str, Any] = {
     #: Largest request body in bytes (all files together); larger requests get 413.

@@ -46,7 +46,9 @@ class APIError(Exception):
         self.extra = extra or {}
 
 
-def error_response(message: str, status: int, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+def error_response(
+    message: str, status: int, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     """``{"error": message, **extra}`` with ``status`` and ``headers``."""
     response = jsonify({"error": message, **extra})
     response.status_code = status

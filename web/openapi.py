@@ -38,7 +38,10 @@ _SCHEMAS: dict[str, Any] = {
     "Line": {
         "type": "object",
         "required": ["text", "word_indices"],
-        "properties": {"text": {"type": "string"}, "word_indices": {"type": "array", "items": {"type": "integer"}}},
+        "properties": {
+            "text": {"type": "string"},
+            "word_indices": {"type": "array", "items": {"type": "integer"}},
+        },
     },
     "Document": {
         "type": "object",
@@ -107,8 +110,16 @@ def _upload(many: bool) -> dict[str, Any]:
 
 
 _THRESHOLDS = [
-    ("text_threshold", {"type": "number", "minimum": 0, "maximum": 1}, "keep a word if its peak region score is >= this"),
-    ("link_threshold", {"type": "number", "minimum": 0, "maximum": 1}, "affinity score that joins characters"),
+    (
+        "text_threshold",
+        {"type": "number", "minimum": 0, "maximum": 1},
+        "keep a word if its peak region score is >= this",
+    ),
+    (
+        "link_threshold",
+        {"type": "number", "minimum": 0, "maximum": 1},
+        "affinity score that joins characters",
+    ),
     ("low_text", {"type": "number", "minimum": 0, "maximum": 1}, "region score that counts as text"),
     ("canvas_size", {"type": "integer", "minimum": 32}, "longest side of the detector input"),
     ("mag_ratio", {"type": "number", "exclusiveMinimum": 0}, "magnification before clamping to canvas_size"),
@@ -150,28 +161,52 @@ def openapi_spec() -> dict[str, Any]:
     """The API description as a JSON-ready dict."""
     paths: dict[str, Any] = {
         "/detection": _sync(
-            "Detect text boxes on one page (in-process)", False, True,
-            _json("boxes in reading order", {"type": "object", "required": ["boxes"], "properties": {"boxes": _array_of("Box")}}),
+            "Detect text boxes on one page (in-process)",
+            False,
+            True,
+            _json(
+                "boxes in reading order",
+                {"type": "object", "required": ["boxes"], "properties": {"boxes": _array_of("Box")}},
+            ),
         ),
         "/recognition": _sync(
-            "Recognise word crops (in-process), one result per file in order", True, False,
-            _json("one result per file", {
-                "type": "object", "required": ["results"],
-                "properties": {"results": {"type": "array", "items": {
-                    "type": "object", "required": ["text", "confidence"],
-                    "properties": {"text": {"type": "string"}, "confidence": {"type": "number"}},
-                }}},
-            }),
+            "Recognise word crops (in-process), one result per file in order",
+            True,
+            False,
+            _json(
+                "one result per file",
+                {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {
+                        "results": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["text", "confidence"],
+                                "properties": {"text": {"type": "string"}, "confidence": {"type": "number"}},
+                            },
+                        }
+                    },
+                },
+            ),
         ),
-        "/ocr": _sync("OCR one page synchronously (in-process)", False, True, _json("the document", _ref("Document"))),
+        "/ocr": _sync(
+            "OCR one page synchronously (in-process)", False, True, _json("the document", _ref("Document"))
+        ),
         "/batch_ocr": {
             "post": {
                 "summary": "Queue pages for OCR by the workers",
                 "requestBody": _upload(True),
                 "responses": {
-                    "202": _json("queued, one task per file in order", {
-                        "type": "object", "required": ["tasks"], "properties": {"tasks": _array_of("Task")},
-                    }),
+                    "202": _json(
+                        "queued, one task per file in order",
+                        {
+                            "type": "object",
+                            "required": ["tasks"],
+                            "properties": {"tasks": _array_of("Task")},
+                        },
+                    ),
                     "400": _error("bad upload (nothing was queued)"),
                     "413": _error("request body or image too large"),
                     "503": _error("broker unavailable", retry=True),
@@ -182,7 +217,12 @@ def openapi_spec() -> dict[str, Any]:
             "get": {
                 "summary": "State, progress and result of a queued page",
                 "parameters": [
-                    {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+                    {
+                        "name": "task_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
                 ],
                 "responses": {
                     "200": _json("task status", _ref("TaskStatus")),

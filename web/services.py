@@ -17,7 +17,15 @@ from flask import Flask, current_app
 
 from ocr_tasks.settings import Settings
 
-__all__ = ["TaskClient", "init_services", "get_settings", "get_client", "detector", "recognizer", "inference_slot"]
+__all__ = [
+    "TaskClient",
+    "init_services",
+    "get_settings",
+    "get_client",
+    "detector",
+    "recognizer",
+    "inference_slot",
+]
 
 _EXT = "ocr_web"
 
@@ -40,7 +48,9 @@ def _build_settings(value: Any) -> Settings:
         return base
     if isinstance(value, Mapping):
         return replace(base, **dict(value))
-    raise TypeError(f"OCR_SETTINGS must be a Settings, a mapping of overrides or None, not {type(value).__name__}")
+    raise TypeError(
+        f"OCR_SETTINGS must be a Settings, a mapping of overrides or None, not {type(value).__name__}"
+    )
 
 
 def init_services(app: Flask) -> None:

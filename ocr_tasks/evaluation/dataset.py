@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import OCRError
@@ -97,11 +98,10 @@ class Page:
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """RGB -> grayscale with ITU-R 601 luma, exactly as the pipeline feeds the recognizer."""
+    """RGB -> grayscale with ITU-R 601 luma, as :func:`ocr_tasks.pipeline.crop_boxes` computes it."""
     if image.ndim == 2:
         return image
-    gray = (image[..., 0] * 299 + image[..., 1] * 587 + image[..., 2] * 114 + 500) // 1000
-    return gray.astype(np.uint8)
+    return cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
 
 
 def crop_word(gray: np.ndarray, box: tuple[int, int, int, int], *, upright: bool = True) -> np.ndarray:

@@ -81,10 +81,13 @@ def footer(w: Writer, x0: float, x1: float, baseline: float) -> None:
         w.run_right(face, tokens, x1, baseline)
 
 
-def vertical_serial(w: Writer, fonts: list[FontInfo], x: float, y_bottom: float, y_top: float) -> None:
-    """A Bates-style serial number printed bottom-to-top along the margin."""
+def vertical_serial(w: Writer, fonts: list[FontInfo], right: float, y_bottom: float, y_top: float) -> None:
+    """A Bates-style serial number printed bottom-to-top in the right margin (glyph tops face left)."""
     r = w.r
     face = get_face(pick_font(r, fonts, mono=r.random() < 0.5, bold=r.random() < 0.3), r.randrange(12, 24))
+    x = right + face.size * r.uniform(1.1, 2.0)
+    if x + face.descent + 4 > w.canvas.width:
+        return
     tokens = [str(r.randrange(10**7, 10**10))] if r.random() < 0.6 else [w.sampler.code(), str(r.randrange(10**3, 10**6))]
     pos = y_bottom
     for tok in tokens:
@@ -105,15 +108,16 @@ def receipt(w: Writer, fonts: list[FontInfo], x0: float, x1: float, y: float, bo
     for line, fc in [(s.heading(), bold), *[(ln, face) for ln in s.address()], (s.date()[:1] + [f"{r.randrange(0, 24):02d}:{r.randrange(60):02d}"], face)]:
         w.run(fc, line, max(x0 + pad, (x0 + x1 - fc.length(" ".join(line))) / 2), baseline, x1 - pad)
         baseline += lead
-    w.canvas.dashed((x0 + pad, baseline - lead / 2), (x1 - pad, baseline - lead / 2), 4, 3)
+    w.canvas.dashed((x0 + pad, baseline - lead + face.size * 0.5), (x1 - pad, baseline - lead + face.size * 0.5), 4, 3)
+    baseline += face.size * 0.5
     for _ in range(r.randrange(3, 25)):
         if baseline > bottom - 4 * lead:
             break
         name = [s.case(s.word(), "upper") for _ in range(r.randrange(1, 3))]
         if r.random() < 0.3:
             name = [str(r.randrange(1, 5)), "@"] + name
-        w.run(face, name, x0 + pad, baseline, x1 - pad - face.length("$0000.00") - 8)
-        w.run_right(face, [s.price()], x1 - pad, baseline)
+        start = w.run_right(face, [s.price()], x1 - pad, baseline)
+        w.run(face, name, x0 + pad, baseline, start - face.size)
         baseline += lead
     for label in ("SUBTOTAL", "TAX", "TOTAL", r.choice(("CASH", "CHANGE", "VISA"))):
         fc = bold if label == "TOTAL" else face
@@ -161,7 +165,7 @@ def compose_page(canvas: Canvas, r: random.Random, sampler: WordSampler, style: 
     top, bottom = H * r.uniform(0.045, 0.08), H * (1 - r.uniform(0.05, 0.09))
     w = Writer(canvas, r, sampler, style, bottom - style.small.size * 2)
     if r.random() < 0.3:
-        vertical_serial(w, fonts, right + (W - right) * r.uniform(0.4, 0.7), bottom - r.uniform(0, H * 0.3), top)
+        vertical_serial(w, fonts, right, bottom - r.uniform(0, H * 0.3), top)
     if kind == "receipt":
         _receipt_page(w, fonts, (left, top, right, bottom))
         return w

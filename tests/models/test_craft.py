@@ -227,14 +227,20 @@ def test_light_craft_eval_folding_matches_unfolded_bn() -> None:
             m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
             m.bias.data.copy_(torch.rand(m.num_features, generator=gen) * 0.4 - 0.2)
     model.eval()
+    bn_calls = []
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.register_forward_hook(lambda *_: bn_calls.append(1))
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         folded = model(x)
-        # Force the unfolded path in the blocks while BN layers keep using running statistics.
-        for m in model.modules():
-            if not isinstance(m, nn.BatchNorm2d) and m is not model:
-                m.training = True
+        assert bn_calls == []  # every BN was folded into its conv
+        model.set_bn_folding(False)
         unfolded = model(x)
+        assert len(bn_calls) == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        model.set_bn_folding(True)
+        again = model(x)
+    assert (folded[0] - again[0]).abs().max() == 0
     for a, b in zip(folded, unfolded, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 

@@ -1,0 +1,175 @@
+"""Synthetic document generator: fonts, word sampler, exact boxes, determinism, dataset format."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import cv2
+import numpy as np
+import pytest
+
+from ocr_tasks.training.fonts import FontsUnavailableError, available_fonts
+from ocr_tasks.training.synth import SynthConfig, cut_word_crops, render_page, write_dataset
+from ocr_tasks.training.synth_canvas import Canvas, get_face, render_word
+from ocr_tasks.training.text import PRINTABLE_ASCII, WordSampler
+
+SIZE = (760, 1000)
+INK = 100  # coverage counted as dark ink: must lie inside a quad
+FAINT = 25  # coverage counted as any ink: must reach every side of its quad
+
+
+@pytest.fixture(scope="module")
+def clean_pages() -> list:
+    """Clean pages with the words' own ink layer, scanner geometry on."""
+    config = SynthConfig(text_mask=True)
+    return [render_page(np.random.default_rng(seed), *SIZE, clean=True, config=config) for seed in (1, 2, 3, 4)]
+
+
+def _frame(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    u, v = quad[1] - quad[0], quad[3] - quad[0]
+    return u / np.linalg.norm(u), v / np.linalg.norm(v), float(np.linalg.norm(u)), float(np.linalg.norm(v))
+
+
+def test_fonts_are_found_and_classified() -> None:
+    """Debian fonts are discovered, with mono, serif, bold and italic faces among them."""
+    fonts = available_fonts()
+    assert len(fonts) >= 10
+    for flag in ("mono", "serif", "bold", "italic"):
+        assert any(getattr(f, flag) for f in fonts), flag
+    assert not any("Symbol" in f.path or "Math" in f.path for f in fonts)
+
+
+def test_missing_fonts_error_names_packages() -> None:
+    """Without fonts the error tells which Debian packages to install."""
+    with pytest.raises(FontsUnavailableError, match="fonts-dejavu"):
+        available_fonts(("/nonexistent-font-dir",))
+
+
+def test_sampler_covers_printable_ascii_deterministically() -> None:
+    """All 94 printable characters appear, tokens never contain spaces, same seed same tokens."""
+
+    def sample(seed: int) -> list[str]:
+        s = WordSampler(random.Random(seed))
+        out: list[str] = []
+        for _ in range(1500):
+            out += s.sentence() + [s.token()] + s.label() + s.value()
+        return out
+
+    tokens = sample(7)
+    assert tokens == sample(7)
+    assert set(PRINTABLE_ASCII) <= set("".join(tokens))
+    assert all(t and not any(c.isspace() for c in t) and t.isascii() for t in tokens)
+
+
+def test_all_text_ink_lies_inside_word_quads(clean_pages: list) -> None:
+    """Every dark pixel of the words' ink is inside (a 2 px margin around) some word quad."""
+    for page in clean_pages:
+        covered = np.zeros(page.text_mask.shape, np.uint8)
+        for word in page.words:
+            cv2.fillPoly(covered, [np.round(word.quad).astype(np.int32)], 1)
+        covered = cv2.dilate(covered, np.ones((5, 5), np.uint8))
+        outside = (page.text_mask >= INK) & (covered == 0)
+        assert outside.sum() == 0, page.kind
+
+
+def test_word_quads_are_tight(clean_pages: list) -> None:
+    """Seen in the word's own frame, its ink reaches within 2 px of all four quad sides."""
+    checked = 0
+    for page in clean_pages:
+        for word in page.words:
+            _, _, length, height = _frame(word.quad)
+            w, h = int(round(length)), int(round(height))
+            if w < 3 or h < 3:
+                continue
+            dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+            m = cv2.getPerspectiveTransform(word.quad.astype(np.float32), dst)
+            crop = cv2.warpPerspective(page.text_mask, m, (w, h), flags=cv2.INTER_LINEAR)
+            cols, rows = np.flatnonzero(crop.max(0) >= FAINT), np.flatnonzero(crop.max(1) >= FAINT)
+            assert cols.size, word.text
+            assert cols[0] <= 2 and cols[-1] >= w - 3 and rows[0] <= 2 and rows[-1] >= h - 3, (word.text, cols, rows)
+            checked += 1
+    assert checked > 300
+
+
+def test_char_quads_inside_word_and_in_reading_order(clean_pages: list) -> None:
+    """One char quad per character, inside the word quad, advancing along the text direction."""
+    for page in clean_pages:
+        for word in page.words:
+            assert word.chars.shape == (len(word.text), 4, 2)
+            assert word.text and " " not in word.text
+            u, v, length, height = _frame(word.quad)
+            rel = word.chars.reshape(-1, 2) - word.quad[0]
+            along, across = rel @ u, rel @ v
+            assert along.min() >= -1.5 and along.max() <= length + 1.5, word.text
+            assert across.min() >= -1.5 and across.max() <= height + 1.5, word.text
+            centers = (word.chars.mean(axis=1) - word.quad[0]) @ u
+            assert np.all(np.diff(centers) >= -1.0), word.text
+
+
+def test_vertical_word_geometry() -> None:
+    """A word rotated 90 degrees (bottom-to-top) keeps an exact quad and upright crops."""
+    face = get_face(available_fonts()[0], 24)
+    canvas = Canvas(200, 300)
+    rendered = render_word(face, "Serial123")
+    placed = canvas.place(rendered, "Serial123", 100, 250, rotate=90)
+    assert placed is not None and placed.vertical
+    ys, xs = np.nonzero(canvas.text >= INK)
+    x0, y0 = placed.quad.min(0)
+    x1, y1 = placed.quad.max(0)
+    assert abs(xs.min() - x0) <= 1 and abs(xs.max() + 1 - x1) <= 1
+    assert abs(ys.min() - y0) <= 1 and abs(ys.max() + 1 - y1) <= 1
+    assert placed.quad[0, 1] > placed.quad[1, 1]  # text top-left is at the page bottom
+    assert y1 - y0 > 3 * (x1 - x0)
+
+
+def test_render_is_deterministic_and_well_formed() -> None:
+    """Same seed, same page; the degraded page is uint8 with in-bounds quads."""
+    a = render_page(np.random.default_rng(11), *SIZE)
+    b = render_page(np.random.default_rng(11), *SIZE)
+    assert a.image.dtype == np.uint8 and a.image.shape == (SIZE[1], SIZE[0])
+    assert np.array_equal(a.image, b.image)
+    assert [w.text for w in a.words] == [w.text for w in b.words]
+    assert all(np.array_equal(x.quad, y.quad) for x, y in zip(a.words, b.words))
+    assert len(a.words) > 20
+    for word in a.words:
+        assert word.quad.dtype == np.float32 and word.chars.dtype == np.float32
+        assert word.quad[:, 0].min() >= 0 and word.quad[:, 0].max() <= SIZE[0]
+        assert word.quad[:, 1].min() >= 0 and word.quad[:, 1].max() <= SIZE[1]
+
+
+def test_write_dataset_format_and_determinism(tmp_path) -> None:
+    """words.jsonl follows the eval format and is byte-identical for the same seed."""
+    path = write_dataset(tmp_path / "a", pages=2, seed=5, width=SIZE[0], height=SIZE[1])
+    again = write_dataset(tmp_path / "b", pages=2, seed=5, width=SIZE[0], height=SIZE[1])
+    assert path.read_bytes() == again.read_bytes()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    for i, line in enumerate(lines):
+        record = json.loads(line)
+        assert list(record) == ["image", "width", "height", "words"]
+        assert record["image"] == f"images/{i:06d}.png"
+        image = cv2.imread(str(tmp_path / "a" / record["image"]), cv2.IMREAD_UNCHANGED)
+        assert image.shape == (record["height"], record["width"])
+        assert record["words"]
+        for word in record["words"]:
+            assert list(word) == ["box", "text", "quad", "chars"]
+            quad = np.array(word["quad"])
+            assert quad.shape == (4, 2) and np.array(word["chars"]).shape == (len(word["text"]), 4, 2)
+            assert all(isinstance(v, int) for v in word["box"])
+            assert word["box"][0] <= quad[:, 0].min() + 1e-6 and word["box"][2] >= quad[:, 0].max() - 1e-6
+            assert word["box"][2] - quad[:, 0].max() < 1.01 and quad[:, 1].min() - word["box"][1] < 1.01
+
+
+def test_cut_word_crops(clean_pages: list) -> None:
+    """Crops carry their text and real, non-uniform pixels; same rng, same crops."""
+    page = clean_pages[0]
+    crops = cut_word_crops(page, np.random.default_rng(0))
+    assert len(crops) == len(page.words)
+    for crop, text in crops:
+        assert text and crop.dtype == np.uint8 and min(crop.shape[:2]) >= 2
+        assert crop.min() < 200 and crop.max() > crop.min()
+    again = cut_word_crops(page, np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(crops, again))
+    exact = cut_word_crops(page, np.random.default_rng(0), jitter=False)
+    assert [t for _, t in exact] == [w.text for w in page.words]
