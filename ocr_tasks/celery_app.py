@@ -71,8 +71,8 @@ def _check(settings: Settings) -> None:
         raise ValueError(f"OCR_MODELS={settings.models!r}: expected one of {', '.join(_MODEL_MODES)}")
     if settings.batch_timeout <= 0:
         raise ValueError(f"OCR_BATCH_TIMEOUT={settings.batch_timeout} must be positive (seconds)")
-    if settings.detect_queue == settings.recognize_queue:
-        raise ValueError("OCR_DETECT_QUEUE and OCR_RECOGNIZE_QUEUE must differ")
+    if settings.recognize_queue in (settings.detect_queue, settings.aggregate_queue):
+        raise ValueError("OCR_RECOGNIZE_QUEUE must differ from OCR_DETECT_QUEUE and OCR_AGGREGATE_QUEUE")
     batch_cap(settings)
 
 
@@ -80,7 +80,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Lowercase Celery settings derived from ``settings``.
 
     Messages are msgpack (crops travel as raw bytes), JSON is also accepted, pickle never.
-    The chord body (``ocr.aggregate``) runs on the detect queue: it is light CPU work.
+    The chord body (``ocr.aggregate``) has its own queue, consumed by the detect worker.
     """
     return {
         "broker_url": settings.broker,
@@ -99,7 +99,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.detect_queue,
         "task_routes": {
             DETECT: {"queue": settings.detect_queue},
-            AGGREGATE: {"queue": settings.detect_queue},
+            AGGREGATE: {"queue": settings.aggregate_queue},
             RECOGNIZE: {"queue": settings.recognize_queue},
         },
         # One document at a time per detect process; the recognize worker raises this so a

@@ -56,6 +56,10 @@ class Settings:
     detect_queue: str = "detect"
     #: ``OCR_RECOGNIZE_QUEUE``: queue of the per-crop recognition tasks (the GPU worker's queue).
     recognize_queue: str = "recognize"
+    #: ``OCR_AGGREGATE_QUEUE``: queue of the per-document chord bodies (light CPU work; the detect
+    #: worker consumes it next to the detect queue, so a finished document never waits behind
+    #: the detect backlog).
+    aggregate_queue: str = "aggregate"
     #: ``OCR_BATCH_SIZE``: flush a recognition batch when this many crops wait ("auto" allowed later).
     batch_size: str = "350"
     #: ``OCR_BATCH_TIMEOUT``: seconds after which a partial recognition batch is flushed.
@@ -83,6 +87,7 @@ class Settings:
         "result_backend": "OCR_RESULT_BACKEND",
         "detect_queue": "OCR_DETECT_QUEUE",
         "recognize_queue": "OCR_RECOGNIZE_QUEUE",
+        "aggregate_queue": "OCR_AGGREGATE_QUEUE",
         "batch_size": "OCR_BATCH_SIZE",
         "batch_timeout": "OCR_BATCH_TIMEOUT",
         "result_ttl": "OCR_RESULT_TTL",

@@ -24,7 +24,6 @@ from .settings import Settings
 
 __all__ = [
     "Detector",
-    "document_ref",
     "read_page",
     "detect_and_crop",
     "crop_payloads",
@@ -41,11 +40,6 @@ class Detector(Protocol):
     def detect(self, image: np.ndarray, thresholds: Mapping[str, Any] | None = None) -> list[DetectedBox]:
         """Boxes on an RGB page, in any order."""
         ...
-
-
-def document_ref(doc_id: str, filename: str, submitted_at: float) -> dict[str, Any]:
-    """The reference the client sends to ``ocr.detect``."""
-    return {"id": doc_id, "filename": filename, "submitted_at": float(submitted_at)}
 
 
 def read_page(data: bytes, settings: Settings) -> np.ndarray:

@@ -23,7 +23,9 @@ FAINT = 25  # coverage counted as any ink: must reach every side of its quad
 def clean_pages() -> list:
     """Clean pages with the words' own ink layer, scanner geometry on."""
     config = SynthConfig(text_mask=True)
-    return [render_page(np.random.default_rng(seed), *SIZE, clean=True, config=config) for seed in (1, 2, 3, 4)]
+    return [
+        render_page(np.random.default_rng(seed), *SIZE, clean=True, config=config) for seed in (1, 2, 3, 4)
+    ]
 
 
 def _frame(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -87,7 +89,11 @@ def test_word_quads_are_tight(clean_pages: list) -> None:
             crop = cv2.warpPerspective(page.text_mask, m, (w, h), flags=cv2.INTER_LINEAR)
             cols, rows = np.flatnonzero(crop.max(0) >= FAINT), np.flatnonzero(crop.max(1) >= FAINT)
             assert cols.size, word.text
-            assert cols[0] <= 2 and cols[-1] >= w - 3 and rows[0] <= 2 and rows[-1] >= h - 3, (word.text, cols, rows)
+            assert cols[0] <= 2 and cols[-1] >= w - 3 and rows[0] <= 2 and rows[-1] >= h - 3, (
+                word.text,
+                cols,
+                rows,
+            )
             checked += 1
     assert checked > 300
 
@@ -105,6 +111,24 @@ def test_char_quads_inside_word_and_in_reading_order(clean_pages: list) -> None:
             assert across.min() >= -1.5 and across.max() <= height + 1.5, word.text
             centers = (word.chars.mean(axis=1) - word.quad[0]) @ u
             assert np.all(np.diff(centers) >= -1.0), word.text
+
+
+def test_words_do_not_overlap() -> None:
+    """Layouts never print one word over another (clean pages have no stamps or notes)."""
+    config = SynthConfig(geometry=False)
+    for seed in (16, 21):
+        page = render_page(np.random.default_rng(seed), clean=True, config=config)
+        boxes = np.array([[*w.quad.min(0), *w.quad.max(0)] for w in page.words])
+        ix = np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(
+            boxes[:, None, 0], boxes[None, :, 0]
+        )
+        iy = np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(
+            boxes[:, None, 1], boxes[None, :, 1]
+        )
+        inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        np.fill_diagonal(inter, 0)
+        assert (inter <= 0.1 * np.minimum(area[:, None], area[None, :])).all(), page.kind
 
 
 def test_vertical_word_geometry() -> None:

@@ -38,7 +38,12 @@ FONT_DIRS: tuple[str, ...] = (
 )
 
 #: Debian packages that provide the fonts above.
-DEBIAN_FONT_PACKAGES: tuple[str, ...] = ("fonts-dejavu", "fonts-liberation2", "fonts-urw-base35", "fonts-noto-core")
+DEBIAN_FONT_PACKAGES: tuple[str, ...] = (
+    "fonts-dejavu",
+    "fonts-liberation2",
+    "fonts-urw-base35",
+    "fonts-noto-core",
+)
 
 _SUFFIXES = (".ttf", ".otf", ".t1")
 _PRINTABLE = [chr(c) for c in range(33, 127)]
@@ -134,8 +139,8 @@ def font_covers_ascii(path: str, size: int = 32) -> bool:
             return False
     if len(set(glyphs.values())) < 80:  # many identical shapes: not a real ASCII face
         return False
-    cap_h = glyphs["X"][0][1]
-    return glyphs["x"][0][1] < 0.9 * cap_h and glyphs["."][0][1] < 0.4 * cap_h and glyphs["l"][0][1] > 0.9 * cap_h
+    ascender = glyphs["l"][0][1]  # letters, not symbols: short x, tiny period, tall l
+    return glyphs["x"][0][1] < 0.9 * ascender and glyphs["."][0][1] < 0.4 * ascender
 
 
 def _candidate_files(font_dirs: tuple[str, ...]) -> list[Path]:

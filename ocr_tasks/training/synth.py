@@ -32,7 +32,15 @@ from .synth_layout import PAGE_KINDS, add_extras, compose_page
 from .synth_writer import make_style
 from .text import WordSampler
 
-__all__ = ["SynthConfig", "SynthPage", "SynthWord", "cut_word_crops", "page_rng", "render_page", "write_dataset"]
+__all__ = [
+    "SynthConfig",
+    "SynthPage",
+    "SynthWord",
+    "cut_word_crops",
+    "page_rng",
+    "render_page",
+    "write_dataset",
+]
 
 
 @dataclass
@@ -97,13 +105,26 @@ def _page_size(r: random.Random) -> tuple[int, int]:
     return width, int(np.clip(width * r.uniform(1.28, 1.42), 1000, 1754))
 
 
-def _scan(canvas: Canvas, rng: np.random.Generator, r: random.Random, matrix: np.ndarray, clean: bool) -> np.ndarray:
+def _choose_kind(r: random.Random, kinds: tuple[str, ...] | None) -> str:
+    kinds = kinds or tuple(PAGE_KINDS)
+    unknown = sorted(set(kinds) - set(PAGE_KINDS))
+    if unknown:
+        raise ValueError(f"unknown page kinds {unknown}; choose from {sorted(PAGE_KINDS)}")
+    return r.choices(kinds, [PAGE_KINDS[k] for k in kinds])[0]
+
+
+def _scan(
+    canvas: Canvas, rng: np.random.Generator, r: random.Random, matrix: np.ndarray, clean: bool
+) -> np.ndarray:
     """Print effects, scanner warp, paper and scan effects -> uint8 image."""
     text, art = canvas.text, canvas.art
     if not clean:
         fx.add_speckle(art, rng, r.choice((0.0, 0.0, 0.3, 1.0, 3.0)))
         mode = r.choices(("none", "faint", "broken", "bleed", "thin"), (0.45, 0.15, 0.18, 0.14, 0.08))[0]
-        text, art = fx.degrade_ink(text, rng, mode), fx.degrade_ink(art, rng, "none" if mode == "thin" else mode)
+        text, art = (
+            fx.degrade_ink(text, rng, mode),
+            fx.degrade_ink(art, rng, "none" if mode == "thin" else mode),
+        )
     coverage = np.maximum(text, art)
     h, w = coverage.shape
     identity = bool(np.allclose(matrix, np.eye(3)))
@@ -118,7 +139,9 @@ def _scan(canvas: Canvas, rng: np.random.Generator, r: random.Random, matrix: np
     low_contrast = not clean and r.random() < 0.2
     tone = np.float32(248.0) if clean else fx.paper_background(rng, h, w, low_contrast)
     bed = np.float32(r.choice((250.0, 235.0, 90.0, 40.0)))
-    image = fx.compose(coverage, np.where(paper > 0, tone, bed), r.uniform(60, 130) if low_contrast else r.uniform(0, 55))
+    image = fx.compose(
+        coverage, np.where(paper > 0, tone, bed), r.uniform(60, 130) if low_contrast else r.uniform(0, 55)
+    )
     if clean:
         return np.clip(image, 0, 255).astype(np.uint8)
     return fx.scan_effects(image, rng, fax=r.random() < 0.12)
@@ -128,14 +151,21 @@ def _finish_words(canvas: Canvas, placed: list[PlacedWord], matrix: np.ndarray) 
     """Map word/char corners through the scanner matrix; drop (and erase) words leaving the image."""
     if not placed:
         return []
-    pts = np.concatenate([np.concatenate([p.quad, p.chars.reshape(-1, 2)]) for p in placed]).astype(np.float32)
+    pts = np.concatenate([np.concatenate([p.quad, p.chars.reshape(-1, 2)]) for p in placed]).astype(
+        np.float32
+    )
     mapped = cv2.perspectiveTransform(pts[None], matrix)[0]
     words, pos = [], 0
     for p in placed:
         n = 4 + 4 * len(p.text)
         q = mapped[pos : pos + n]
         pos += n
-        if q[:4, 0].min() < 0 or q[:4, 1].min() < 0 or q[:4, 0].max() > canvas.width or q[:4, 1].max() > canvas.height:
+        if (
+            q[:4, 0].min() < 0
+            or q[:4, 1].min() < 0
+            or q[:4, 0].max() > canvas.width
+            or q[:4, 1].max() > canvas.height
+        ):
             x0, y0 = np.floor(p.quad.min(0)).astype(int) - 1
             x1, y1 = np.ceil(p.quad.max(0)).astype(int) + 1
             canvas.text[max(y0, 0) : y1, max(x0, 0) : x1] = 0
@@ -158,11 +188,14 @@ def render_page(
         width: Page width in pixels (default: random, 754-1240).
         height: Page height in pixels (default: about 1.28-1.42 x the width, 1000-1754).
         clean: No print or scan degradations and no stamps, margin notes, pen strokes or speckle:
-            black ink on a flat white page (the scanner geometry still applies).
+            dark ink on a flat white page (the scanner geometry still applies).
         config: Further options.
 
     Returns:
         The page.
+
+    Raises:
+        ValueError: When ``config.kinds`` names an unknown layout.
 
     >>> page = render_page(np.random.default_rng(1), 1000, 1300)  # doctest: +SKIP
     """
@@ -171,8 +204,7 @@ def render_page(
     size = _page_size(r)
     width, height = int(width or size[0]), int(height or size[1])
     fonts = available_fonts()
-    kinds = config.kinds or tuple(PAGE_KINDS)
-    kind = r.choices(kinds, [PAGE_KINDS.get(k, 0.1) for k in kinds])[0]
+    kind = _choose_kind(r, config.kinds)
     canvas = Canvas(width, height)
     writer = compose_page(canvas, r, WordSampler(r), make_style(r, fonts), fonts, kind)
     if not clean:
@@ -193,10 +225,19 @@ def _jittered(quad: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     length, height = float(np.linalg.norm(u)), float(np.linalg.norm(v))
     u, v = u / max(length, 1e-6), v / max(height, 1e-6)
     kind = rng.choice(3, size=4, p=[0.55, 0.3, 0.15])
-    amount = np.where(kind == 0, rng.uniform(0, 0.1, 4), np.where(kind == 1, rng.uniform(0.1, 0.25, 4), rng.uniform(-0.1, 0, 4)))
+    amount = np.where(
+        kind == 0,
+        rng.uniform(0, 0.1, 4),
+        np.where(kind == 1, rng.uniform(0.1, 0.25, 4), rng.uniform(-0.1, 0, 4)),
+    )
     left, top, right, bottom = (amount * height).tolist()
     return np.array(
-        [quad[0] - u * left - v * top, quad[1] + u * right - v * top, quad[2] + u * right + v * bottom, quad[3] - u * left + v * bottom],
+        [
+            quad[0] - u * left - v * top,
+            quad[1] + u * right - v * top,
+            quad[2] + u * right + v * bottom,
+            quad[3] - u * left + v * bottom,
+        ],
         np.float32,
     )
 
@@ -212,10 +253,14 @@ def _crop(image: np.ndarray, quad: np.ndarray, vertical: bool, axis_aligned: boo
     height = max(1, round(float(np.linalg.norm(quad[3] - quad[0]))))
     dst = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
     matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
-    return cv2.warpPerspective(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(
+        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
-def cut_word_crops(page: SynthPage, rng: np.random.Generator, jitter: bool = True) -> list[tuple[np.ndarray, str]]:
+def cut_word_crops(
+    page: SynthPage, rng: np.random.Generator, jitter: bool = True
+) -> list[tuple[np.ndarray, str]]:
     """Cut every word out of a page as a detector would, upright, for recognizer training.
 
     Straight words are cut with an axis-aligned box or a perspective warp of their quad; rotated
@@ -270,8 +315,7 @@ def write_dataset(
 
     Each line of ``words.jsonl`` is ``{"image": "images/000000.png", "width": W, "height": H,
     "words": [{"box": [x0, y0, x1, y1], "text": ..., "quad": [[x, y] x 4], "chars": [...]}]}``
-    (``box``: integer bounds of the quad). Page ``i`` is rendered from :func:`page_rng`, so the
-    same seed gives byte-identical files.
+    (``box``: integer bounds of the quad). Page ``i`` uses :func:`page_rng`: same seed, same bytes.
 
     Args:
         out_dir: Output folder (created).
@@ -289,12 +333,11 @@ def write_dataset(
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-    for i in range(pages):
-        page = render_page(page_rng(seed, i), width, height, clean=clean, config=config)
-        name = f"images/{i:06d}.png"
-        cv2.imwrite(str(out / name), page.image)
-        lines.append(json.dumps(_record(page, name)))
     path = out / "words.jsonl"
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(pages):
+            page = render_page(page_rng(seed, i), width, height, clean=clean, config=config)
+            name = f"images/{i:06d}.png"
+            cv2.imwrite(str(out / name), page.image)
+            fh.write(json.dumps(_record(page, name)) + "\n")
     return path

@@ -40,7 +40,9 @@ def _tokens_width(w: Writer, face: Face, tokens: list[str]) -> float:
 def letterhead(w: Writer, x0: float, x1: float, y: float) -> float:
     """Company name in a large face, address lines, optional rule underneath."""
     face, small, r = w.style.header, w.style.small, w.r
-    tokens = w.sampler.heading() + ([r.choice(("INC.", "Inc.", "CO.", "Company", "Corporation"))] if r.random() < 0.5 else [])
+    tokens = w.sampler.heading() + (
+        [r.choice(("INC.", "Inc.", "CO.", "Company", "Corporation"))] if r.random() < 0.5 else []
+    )
     width = _tokens_width(w, face, tokens)
     align = r.choice(("left", "center", "center", "right"))
     x = x0 if align == "left" else x1 - width if align == "right" else (x0 + x1 - width) / 2
@@ -48,7 +50,13 @@ def letterhead(w: Writer, x0: float, x1: float, y: float) -> float:
     w.run(face, tokens, max(x0, x), baseline, x1)
     y = baseline + face.descent + small.size * 0.6
     for line in w.sampler.address()[: r.randrange(0, 3)] + ([w.sampler.phone()] if r.random() < 0.4 else []):
-        lx = x0 if align == "left" else x1 - _tokens_width(w, small, line) if align == "right" else (x0 + x1 - _tokens_width(w, small, line)) / 2
+        lx = (
+            x0
+            if align == "left"
+            else x1 - _tokens_width(w, small, line)
+            if align == "right"
+            else (x0 + x1 - _tokens_width(w, small, line)) / 2
+        )
         baseline = y + small.size * 0.9
         w.run(small, line, max(x0, lx), baseline, x1)
         y = baseline + small.descent + 2
@@ -72,7 +80,13 @@ def title(w: Writer, x0: float, x1: float, y: float, tokens: list[str] | None = 
     decoration = r.random()
     if decoration < 0.2:
         pad = face.size * 0.35
-        w.canvas.rect(x - pad, y - pad * 0.5, min(x1, x + width + pad), baseline + face.descent + pad * 0.5, r.choice((1, 2)))
+        w.canvas.rect(
+            x - pad,
+            y - pad * 0.5,
+            min(x1, x + width + pad),
+            baseline + face.descent + pad * 0.5,
+            r.choice((1, 2)),
+        )
     elif decoration < 0.4:
         w.canvas.line((x, baseline + 3), (min(x1, x + width), baseline + 3), 1)
     return baseline + face.descent + w.style.body.size * r.uniform(0.8, 1.8)
@@ -112,11 +126,21 @@ def field_rows(w: Writer, x0: float, x1: float, y: float) -> float:
         for fx0, fx1 in zip(edges[:-1], edges[1:]):
             end = w.run(st.label, w.sampler.label(), fx0, baseline, fx1 - 30)
             line_y = baseline + r.choice((-1, 0, 1, 2, 3))
-            w.canvas.line((end, line_y), (fx1 - 12, line_y), 1)
+            if r.random() < 0.2:  # dot leaders
+                w.canvas.dashed((end + 2, line_y), (fx1 - 12, line_y), 1, r.choice((2, 3, 4)))
+            else:
+                w.canvas.line((end, line_y), (fx1 - 12, line_y), 1)
             if r.random() < 0.85:
                 hand = r.random() < 0.12
                 face = st.hand if hand else st.value
-                w.run(face, w.sampler.value(), end + r.uniform(2, 15), baseline - r.choice((0, 1, 2, 3)), fx1 - 14, hand=hand)
+                w.run(
+                    face,
+                    w.sampler.value(),
+                    end + r.uniform(2, 15),
+                    baseline - r.choice((0, 1, 2, 3)),
+                    fx1 - 14,
+                    hand=hand,
+                )
         baseline += leading
     return baseline
 
@@ -132,7 +156,13 @@ def checkbox(w: Writer, x: float, top: float, size: float, checked: bool) -> Non
         c.line((x + 2 - over, top + 2 - over), (x + size - 2 + over, top + size - 2 + over), 2)
         c.line((x + size - 2 + over, top + 2 - over), (x + 2 - over, top + size - 2 + over), 2)
     else:
-        pts = np.array([[x + size * 0.15, top + size * 0.5], [x + size * 0.45, top + size * 0.85], [x + size + over, top - over]])
+        pts = np.array(
+            [
+                [x + size * 0.15, top + size * 0.5],
+                [x + size * 0.45, top + size * 0.85],
+                [x + size + over, top - over],
+            ]
+        )
         c.polyline(pts, 2)
 
 
@@ -161,7 +191,7 @@ def box_grid(w: Writer, x0: float, x1: float, y: float) -> float:
     r, st = w.r, w.style
     small, value = st.small, st.value
     thick = r.choice((1, 1, 2))
-    row_h = small.size * 1.3 + value.size * r.uniform(1.3, 1.9) + 4
+    row_h = small.size * 1.3 + max(value.size, st.hand.size) * r.uniform(1.2, 1.7) + 4
     top = y
     w.canvas.line((x0, top), (x1, top), thick)
     for _ in range(r.randrange(2, 7)):
@@ -177,7 +207,14 @@ def box_grid(w: Writer, x0: float, x1: float, y: float) -> float:
             elif r.random() < 0.85:
                 hand = r.random() < 0.1
                 face = st.hand if hand else value
-                w.run(face, w.sampler.value(), cx0 + r.uniform(4, 14), top + row_h - face.descent - 3, cx1 - 3, hand=hand)
+                w.run(
+                    face,
+                    w.sampler.value(),
+                    cx0 + r.uniform(4, 14),
+                    top + row_h - face.descent - 3,
+                    cx1 - 3,
+                    hand=hand,
+                )
         w.canvas.line((x1, top), (x1, top + row_h), thick)
         top += row_h
         w.canvas.line((x0, top), (x1, top), thick)
@@ -186,8 +223,13 @@ def box_grid(w: Writer, x0: float, x1: float, y: float) -> float:
 
 def _table_columns(w: Writer, x0: float, x1: float) -> tuple[list[str], list[float]]:
     r = w.r
-    kinds = ["text"] + [r.choice(("text", "code", "number", "price", "price", "date", "percent")) for _ in range(r.randrange(2, 6))]
-    weights = [{"text": 2.5, "code": 1.2, "date": 1.2}.get(k, 1.0) for k in kinds]
+    kinds = ["text"] + [
+        r.choice(("text", "code", "number", "price", "price", "date", "percent"))
+        for _ in range(r.randrange(2, 6))
+    ]
+    weights = [
+        {"text": 2.5, "code": 1.3, "date": 1.3, "price": 1.4, "number": 1.1}.get(k, 1.0) for k in kinds
+    ]
     edges = list(np.cumsum([0.0] + weights) / sum(weights) * (x1 - x0) + x0)
     return kinds, edges
 
@@ -218,10 +260,17 @@ def table(w: Writer, x0: float, x1: float, y: float) -> float:
         head = row == 0
         cur = st.label if head else face
         baseline = top + (row_h + cur.size * 0.7) / 2
+        if head and r.random() < 0.3:  # shaded header row
+            shade = w.canvas.art[int(top) : int(top + row_h), int(x0) : int(x1)]
+            np.maximum(shade, np.uint8(255 * r.uniform(0.1, 0.3)), out=shade)
         for kind, cx0, cx1 in zip(kinds, edges[:-1], edges[1:]):
-            tokens = [w.sampler.case(t, "upper" if r.random() < 0.5 else "title") for t in w.sampler.heading()[:2]] if head else _cell_value(w, kind)
+            tokens = (
+                [w.sampler.case(t, "upper" if r.random() < 0.5 else "title") for t in w.sampler.heading()[:2]]
+                if head
+                else _cell_value(w, kind)
+            )
             if not head and kind in ("number", "price", "percent"):
-                w.run_right(cur, tokens, cx1 - pad, baseline)
+                w.run_right(cur, tokens, cx1 - pad, baseline, min_x=cx0 + pad)
             else:
                 w.run(cur, tokens, cx0 + pad, baseline, cx1 - pad)
         top += row_h
@@ -239,7 +288,11 @@ def scribble(w: Writer, x: float, baseline: float, width: float, height: float) 
     t = np.linspace(0, 1, 80)
     loops = r.uniform(3, 8)
     xs = x + t * width + np.sin(t * loops * 2 * np.pi) * height * 0.25
-    ys = baseline - height * 0.5 + np.sin(t * loops * 2 * np.pi * r.uniform(1.5, 2.5) + r.uniform(0, 6)) * height * 0.45
+    ys = (
+        baseline
+        - height * 0.5
+        + np.sin(t * loops * 2 * np.pi * r.uniform(1.5, 2.5) + r.uniform(0, 6)) * height * 0.45
+    )
     w.canvas.polyline(np.stack([xs, ys], 1), r.choice((1, 2)), darkness=r.uniform(0.6, 1.0))
 
 
@@ -248,7 +301,13 @@ def signature(w: Writer, x0: float, x1: float, y: float) -> float:
     r, st = w.r, w.style
     if r.random() < 0.5:
         baseline = y + st.body.size
-        w.run(st.body, [r.choice(("Sincerely,", "Regards,", "Very truly yours,", "Thank you,"))], x0, baseline, x1)
+        w.run(
+            st.body,
+            r.choice(("Sincerely,", "Regards,", "Very truly yours,", "Thank you,")).split(),
+            x0,
+            baseline,
+            x1,
+        )
         baseline += st.body.size * 1.5
         scribble(w, x0, baseline + st.body.size, r.uniform(80, 200), st.body.size * r.uniform(1.5, 2.5))
         baseline += st.body.size * 2.5

@@ -18,7 +18,16 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .fonts import FontInfo, load_font
 
-__all__ = ["INK_THRESHOLD", "Canvas", "Face", "PlacedWord", "Rendered", "get_face", "render_hand", "render_word"]
+__all__ = [
+    "INK_THRESHOLD",
+    "Canvas",
+    "Face",
+    "PlacedWord",
+    "Rendered",
+    "get_face",
+    "render_hand",
+    "render_word",
+]
 
 #: Coverage (0-255) from which a pixel counts as ink when measuring boxes.
 INK_THRESHOLD = 48
@@ -67,22 +76,40 @@ class Face:
             s = self.size
             img = Image.new("L", (4 * s, 3 * s))
             ImageDraw.Draw(img).text(
-                (s, 2 * s), ch, font=self.font, fill=255, anchor="ls", stroke_width=self.stroke, stroke_fill=255
+                (s, 2 * s),
+                ch,
+                font=self.font,
+                fill=255,
+                anchor="ls",
+                stroke_width=self.stroke,
+                stroke_fill=255,
             )
             a = np.asarray(img)
             cols, rows = np.flatnonzero(a.max(0) >= INK_THRESHOLD), np.flatnonzero(a.max(1) >= INK_THRESHOLD)
             if cols.size:
-                box = (int(cols[0]) - s, int(rows[0]) - 2 * s, int(cols[-1]) + 1 - s, int(rows[-1]) + 1 - 2 * s)
+                box = (
+                    int(cols[0]) - s,
+                    int(rows[0]) - 2 * s,
+                    int(cols[-1]) + 1 - s,
+                    int(rows[-1]) + 1 - 2 * s,
+                )
             else:
                 box = (0, -1, max(1, round(self.length(ch))), 0)
             self._glyph[ch] = box
         return box
 
 
-@functools.lru_cache(maxsize=1024)
-def get_face(info: FontInfo, size: int, stroke: float = 0.0) -> Face:
-    """Shared :class:`Face` for a font, size and stroke (cached per process)."""
-    return Face(info, max(6, int(size)), round(stroke, 1))
+def get_face(info: FontInfo, size: float, stroke: float = 0.0) -> Face:
+    """Shared :class:`Face` for a font, size (whole pixels, at least 6) and stroke (0.1 px steps).
+
+    Faces are cached per process, so their glyph boxes are measured once.
+    """
+    return _cached_face(info, max(6, int(size)), round(float(stroke), 1))
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_face(info: FontInfo, size: int, stroke: float) -> Face:
+    return Face(info, size, stroke)
 
 
 @dataclass
@@ -131,7 +158,9 @@ def render_word(face: Face, text: str) -> Rendered | None:
     ox, oy = pad - int(x0), pad - int(y0)
     img = Image.new("L", (int(x1 - x0) + 2 * pad, int(y1 - y0) + 2 * pad))
     draw = ImageDraw.Draw(img)
-    draw.text((ox, oy), text, font=face.font, fill=255, anchor="ls", stroke_width=face.stroke, stroke_fill=255)
+    draw.text(
+        (ox, oy), text, font=face.font, fill=255, anchor="ls", stroke_width=face.stroke, stroke_fill=255
+    )
     a = np.asarray(img)
     ink = _ink_bounds(a)
     if ink is None:
@@ -150,11 +179,13 @@ def render_hand(face: Face, text: str, rng: random.Random) -> Rendered | None:
     """Render a word glyph by glyph with uneven size, spacing and baseline (handwriting-ish)."""
     glyphs, pen = [], 0.0
     for ch in text:
-        sub = get_face(face.info, round(face.size * rng.uniform(0.88, 1.12)), face.stroke)
+        sub = get_face(face.info, round(face.size * rng.uniform(0.93, 1.08)), face.stroke)
         out = render_word(sub, ch)
+        if out is not None and rng.random() < 0.6:
+            out = _tilt(out, rng.gauss(0, 5))
         if out is None:
             return None
-        offset = np.array([round(pen), round(rng.gauss(0, face.size * 0.04))], np.float32) - out.origin
+        offset = np.array([round(pen), round(rng.gauss(0, face.size * 0.03))], np.float32) - out.origin
         glyphs.append((out, offset))
         pen += sub.length(ch) * rng.uniform(0.97, 1.18)
     lo = np.min([off for _, off in glyphs], axis=0)
@@ -198,7 +229,15 @@ class Canvas:
         self.paper = np.ones((self.height, self.width), np.uint8)
 
     # -- words -------------------------------------------------------------------------------
-    def place(self, rendered: Rendered, text: str, x: float, baseline: float, darkness: float = 1.0, rotate: float = 0.0) -> PlacedWord | None:
+    def place(
+        self,
+        rendered: Rendered,
+        text: str,
+        x: float,
+        baseline: float,
+        darkness: float = 1.0,
+        rotate: float = 0.0,
+    ) -> PlacedWord | None:
         """Put a rendered word with its pen origin at ``(x, baseline)``.
 
         Args:
@@ -207,8 +246,7 @@ class Canvas:
             x: Pen x of the first glyph.
             baseline: Baseline y.
             darkness: Ink strength, 0-1.
-            rotate: Counter-clockwise rotation in degrees about the pen origin (90 = vertical
-                text reading bottom-to-top).
+            rotate: Counter-clockwise rotation in degrees about the pen origin (90: bottom-to-top).
 
         Returns:
             The placed word, or None (nothing drawn) when it would leave the page.
@@ -233,13 +271,17 @@ class Canvas:
         return word
 
     # -- line art ----------------------------------------------------------------------------
-    def line(self, p0: tuple[float, float], p1: tuple[float, float], thickness: int = 1, darkness: float = 1.0) -> None:
+    def line(
+        self, p0: tuple[float, float], p1: tuple[float, float], thickness: int = 1, darkness: float = 1.0
+    ) -> None:
         """Straight rule from ``p0`` to ``p1``."""
         pt0 = (int(round(p0[0])), int(round(p0[1])))
         pt1 = (int(round(p1[0])), int(round(p1[1])))
         cv2.line(self.art, pt0, pt1, int(255 * darkness), max(1, int(thickness)), cv2.LINE_8)
 
-    def dashed(self, p0: tuple[float, float], p1: tuple[float, float], dash: int, gap: int, thickness: int = 1) -> None:
+    def dashed(
+        self, p0: tuple[float, float], p1: tuple[float, float], dash: int, gap: int, thickness: int = 1
+    ) -> None:
         """Dashed or dotted horizontal/vertical rule."""
         length = float(np.hypot(p1[0] - p0[0], p1[1] - p0[1]))
         ux, uy = (p1[0] - p0[0]) / max(length, 1e-6), (p1[1] - p0[1]) / max(length, 1e-6)
@@ -249,16 +291,35 @@ class Canvas:
             self.line((p0[0] + ux * pos, p0[1] + uy * pos), (p0[0] + ux * end, p0[1] + uy * end), thickness)
             pos = end + gap
 
-    def rect(self, x0: float, y0: float, x1: float, y1: float, thickness: int = 1, darkness: float = 1.0) -> None:
+    def rect(
+        self, x0: float, y0: float, x1: float, y1: float, thickness: int = 1, darkness: float = 1.0
+    ) -> None:
         """Rectangle outline."""
         cv2.rectangle(
-            self.art, (int(x0), int(y0)), (int(x1), int(y1)), int(255 * darkness), max(1, int(thickness)), cv2.LINE_8
+            self.art,
+            (int(x0), int(y0)),
+            (int(x1), int(y1)),
+            int(255 * darkness),
+            max(1, int(thickness)),
+            cv2.LINE_8,
         )
 
     def polyline(self, points: np.ndarray, thickness: int = 1, darkness: float = 1.0) -> None:
         """Open anti-aliased polyline (scribbles, check marks, signatures)."""
         pts = np.round(points * 4).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(self.art, [pts], False, int(255 * darkness), max(1, int(thickness)), cv2.LINE_AA, shift=2)
+        cv2.polylines(
+            self.art, [pts], False, int(255 * darkness), max(1, int(thickness)), cv2.LINE_AA, shift=2
+        )
+
+
+def _tilt(glyph: Rendered, degrees: float) -> Rendered | None:
+    """Rotate a single-glyph rendering; its box becomes the rotated ink's exact bounds."""
+    a, m = _rotate_buffer(glyph.buffer, degrees)
+    ink = _ink_bounds(a)
+    if ink is None:
+        return None
+    origin = np.round(m[:, :2] @ glyph.origin + m[:, 2]).astype(np.float32)
+    return Rendered(a, origin, _rect(*ink), _rect(*ink)[None])
 
 
 def _rotate_buffer(a: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:

@@ -148,10 +148,12 @@ def scan_effects(image: np.ndarray, rng: np.random.Generator, fax: bool) -> np.n
     if fax:
         f = rng.uniform(0.5, 0.85)
         small = cv2.resize(out, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
-        paper, ink = np.percentile(small[:: 4, :: 4], (50, 0.5))
+        paper, ink = np.percentile(small[::4, ::4], (50, 0.5))
         thr = float(paper - (paper - ink) * rng.uniform(0.3, 0.55))
         small = np.where(small > thr, np.uint8(rng.integers(225, 256)), np.uint8(rng.integers(0, 50)))
-        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST if rng.random() < 0.5 else cv2.INTER_LINEAR)
+        out = cv2.resize(
+            small, (w, h), interpolation=cv2.INTER_NEAREST if rng.random() < 0.5 else cv2.INTER_LINEAR
+        )
     if rng.random() < 0.6:
         quality = int(rng.integers(25, 90))
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])

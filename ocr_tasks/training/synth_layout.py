@@ -23,7 +23,14 @@ from .text import WordSampler
 __all__ = ["PAGE_KINDS", "add_extras", "compose_page"]
 
 #: Layout kinds and how often each is drawn.
-PAGE_KINDS: dict[str, float] = {"form": 0.32, "memo": 0.2, "letter": 0.13, "table": 0.15, "receipt": 0.08, "columns": 0.12}
+PAGE_KINDS: dict[str, float] = {
+    "form": 0.32,
+    "memo": 0.2,
+    "letter": 0.13,
+    "table": 0.15,
+    "receipt": 0.08,
+    "columns": 0.12,
+}
 
 Block = Callable[[Writer, float, float, float], float]
 
@@ -67,7 +74,13 @@ def letter_opening(w: Writer, x0: float, x1: float, y: float) -> float:
     for line in [w.sampler.name(), [w.sampler.word("title") for _ in range(2)], *w.sampler.address()]:
         w.run(face, line, x0, baseline, x1)
         baseline += lead
-    w.run(face, ["Dear", r.choice(("Mr.", "Ms.", "Dr.", "Mrs.")), r.choice(w.sampler.name()[-1:]) + ":"], x0, baseline + lead, x1)
+    w.run(
+        face,
+        ["Dear", r.choice(("Mr.", "Ms.", "Dr.", "Mrs.")), r.choice(w.sampler.name()[-1:]) + ":"],
+        x0,
+        baseline + lead,
+        x1,
+    )
     return baseline + lead * 1.5
 
 
@@ -75,10 +88,16 @@ def footer(w: Writer, x0: float, x1: float, baseline: float) -> None:
     """Small print at the page bottom: form number, page number."""
     r, s, face = w.r, w.sampler, w.style.small
     if r.random() < 0.6:
-        w.run(face, ["Form", s.code(), f"(Rev.{r.randrange(1, 13)}/{r.randrange(70, 100)})"], x0, baseline, x1)
+        w.run(
+            face, ["Form", s.code(), f"(Rev.{r.randrange(1, 13)}/{r.randrange(70, 100)})"], x0, baseline, x1
+        )
     if r.random() < 0.6:
-        tokens = ["Page", str(r.randrange(1, 4)), "of", str(r.randrange(4, 9))] if r.random() < 0.5 else [f"-{r.randrange(1, 30)}-"]
-        w.run_right(face, tokens, x1, baseline)
+        tokens = (
+            ["Page", str(r.randrange(1, 4)), "of", str(r.randrange(4, 9))]
+            if r.random() < 0.5
+            else [f"-{r.randrange(1, 30)}-"]
+        )
+        w.run_right(face, tokens, x1, baseline, min_x=(x0 + x1) / 2)
 
 
 def vertical_serial(w: Writer, fonts: list[FontInfo], right: float, y_bottom: float, y_top: float) -> None:
@@ -88,7 +107,11 @@ def vertical_serial(w: Writer, fonts: list[FontInfo], right: float, y_bottom: fl
     x = right + face.size * r.uniform(1.1, 2.0)
     if x + face.descent + 4 > w.canvas.width:
         return
-    tokens = [str(r.randrange(10**7, 10**10))] if r.random() < 0.6 else [w.sampler.code(), str(r.randrange(10**3, 10**6))]
+    tokens = (
+        [str(r.randrange(10**7, 10**10))]
+        if r.random() < 0.6
+        else [w.sampler.code(), str(r.randrange(10**3, 10**6))]
+    )
     pos = y_bottom
     for tok in tokens:
         if pos - face.length(tok) < y_top:
@@ -105,10 +128,16 @@ def receipt(w: Writer, fonts: list[FontInfo], x0: float, x1: float, y: float, bo
     bold = get_face(pick_font(r, fonts, mono=True, bold=True), round(face.size * r.uniform(1.0, 1.5)))
     lead, pad = face.size * r.uniform(1.15, 1.5), face.size * 0.8
     baseline = y + bold.size
-    for line, fc in [(s.heading(), bold), *[(ln, face) for ln in s.address()], (s.date()[:1] + [f"{r.randrange(0, 24):02d}:{r.randrange(60):02d}"], face)]:
+    for line, fc in [
+        (s.heading(), bold),
+        *[(ln, face) for ln in s.address()],
+        (s.date()[:1] + [f"{r.randrange(0, 24):02d}:{r.randrange(60):02d}"], face),
+    ]:
         w.run(fc, line, max(x0 + pad, (x0 + x1 - fc.length(" ".join(line))) / 2), baseline, x1 - pad)
         baseline += lead
-    w.canvas.dashed((x0 + pad, baseline - lead + face.size * 0.5), (x1 - pad, baseline - lead + face.size * 0.5), 4, 3)
+    w.canvas.dashed(
+        (x0 + pad, baseline - lead + face.size * 0.5), (x1 - pad, baseline - lead + face.size * 0.5), 4, 3
+    )
     baseline += face.size * 0.5
     for _ in range(r.randrange(3, 25)):
         if baseline > bottom - 4 * lead:
@@ -116,13 +145,13 @@ def receipt(w: Writer, fonts: list[FontInfo], x0: float, x1: float, y: float, bo
         name = [s.case(s.word(), "upper") for _ in range(r.randrange(1, 3))]
         if r.random() < 0.3:
             name = [str(r.randrange(1, 5)), "@"] + name
-        start = w.run_right(face, [s.price()], x1 - pad, baseline)
+        start = w.run_right(face, [s.price()], x1 - pad, baseline, min_x=(x0 + x1) / 2)
         w.run(face, name, x0 + pad, baseline, start - face.size)
         baseline += lead
     for label in ("SUBTOTAL", "TAX", "TOTAL", r.choice(("CASH", "CHANGE", "VISA"))):
         fc = bold if label == "TOTAL" else face
         w.run(fc, [label], x0 + pad, baseline, x1 - pad)
-        w.run_right(fc, [s.price()], x1 - pad, baseline)
+        w.run_right(fc, [s.price()], x1 - pad, baseline, min_x=(x0 + x1) / 2)
         baseline += lead
     w.run(face, [r.choice(("THANK", "PLEASE")), "YOU"], x0 + pad * 3, baseline + lead * 0.5, x1 - pad)
 
@@ -143,18 +172,47 @@ def _receipt_page(w: Writer, fonts: list[FontInfo], margin: tuple[float, float, 
 
 def _blocks_for(kind: str, r: random.Random) -> list[Block]:
     if kind == "form":
-        body = [r.choice((blocks.field_rows, blocks.box_grid, blocks.box_grid, blocks.checkboxes, blocks.table, paragraphs)) for _ in range(8)]
+        body = [
+            r.choice(
+                (
+                    blocks.field_rows,
+                    blocks.box_grid,
+                    blocks.box_grid,
+                    blocks.checkboxes,
+                    blocks.table,
+                    paragraphs,
+                )
+            )
+            for _ in range(8)
+        ]
         return [blocks.letterhead, blocks.title, *body, blocks.signature]
     if kind == "memo":
-        return [blocks.letterhead, blocks.title, blocks.memo_fields, *[paragraphs] * 5, blocks.signature, paragraphs]
+        return [
+            blocks.letterhead,
+            blocks.title,
+            blocks.memo_fields,
+            *[paragraphs] * 5,
+            blocks.signature,
+            paragraphs,
+        ]
     if kind == "letter":
         return [blocks.letterhead, letter_opening, *[paragraphs] * 5, blocks.signature]
     if kind == "table":
-        return [blocks.letterhead, blocks.title, paragraphs, blocks.table, blocks.table, paragraphs, blocks.table]
+        return [
+            blocks.letterhead,
+            blocks.title,
+            paragraphs,
+            blocks.table,
+            blocks.table,
+            paragraphs,
+            blocks.table,
+        ]
     return [blocks.title, columns, blocks.title, columns, columns]
 
 
-def compose_page(canvas: Canvas, r: random.Random, sampler: WordSampler, style: Style, fonts: list[FontInfo], kind: str) -> Writer:
+def compose_page(
+    canvas: Canvas, r: random.Random, sampler: WordSampler, style: Style, fonts: list[FontInfo], kind: str
+) -> Writer:
     """Lay out one page of the given kind on the canvas.
 
     Returns:
@@ -197,7 +255,10 @@ def stamp(w: Writer, fonts: list[FontInfo]) -> None:
     """A rotated rubber stamp: a frame around one to three words, in lighter ink."""
     r, canvas = w.r, w.canvas
     face = get_face(pick_font(r, fonts, bold=True, mono=False, italic=False), r.randrange(14, 30))
-    lines = [[r.choice(("RECEIVED", "APPROVED", "PAID", "COPY", "CONFIDENTIAL", "FILED", "URGENT"))], w.sampler.date()]
+    lines = [
+        [r.choice(("RECEIVED", "APPROVED", "PAID", "COPY", "CONFIDENTIAL", "FILED", "URGENT"))],
+        w.sampler.date(),
+    ]
     lines = lines[: r.randrange(1, 3)]
     angle = r.uniform(-25, 25)
     cx, cy = r.uniform(0.2, 0.8) * canvas.width, r.uniform(0.15, 0.85) * canvas.height
@@ -213,7 +274,9 @@ def stamp(w: Writer, fonts: list[FontInfo]) -> None:
             px, py = cx + lx * cos + ly * sin, cy - lx * sin + ly * cos
             w.word(face, tok, px, py, rotate=angle, darkness=darkness)
             lx += face.length(tok) + face.length(" ")
-    corners = np.array([[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h], [-half_w, -half_h]])
+    corners = np.array(
+        [[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h], [-half_w, -half_h]]
+    )
     rot = np.array([[cos, sin], [-sin, cos]])
     canvas.polyline(corners @ rot.T + (cx, cy), r.choice((2, 3)), darkness=darkness)
 
@@ -222,9 +285,13 @@ def margin_notes(w: Writer) -> None:
     """One to three handwriting-ish words in the margins (dates, initials, numbers)."""
     r, canvas = w.r, w.canvas
     for _ in range(r.randrange(1, 4)):
-        text = r.choice((w.sampler.date()[0], w.sampler.code(), w.sampler.word("title"), w.sampler.number(), "OK", "cc:"))
+        text = r.choice(
+            (w.sampler.date()[0], w.sampler.code(), w.sampler.word("title"), w.sampler.number(), "OK", "cc:")
+        )
         x = r.choice((r.uniform(5, canvas.width * 0.05), r.uniform(canvas.width * 0.3, canvas.width * 0.8)))
-        y = r.choice((r.uniform(30, canvas.height * 0.05), r.uniform(canvas.height * 0.93, canvas.height - 10)))
+        y = r.choice(
+            (r.uniform(30, canvas.height * 0.05), r.uniform(canvas.height * 0.93, canvas.height - 10))
+        )
         w.word(w.style.hand, text, x, y, hand=True, rotate=r.uniform(-6, 6))
 
 

@@ -89,7 +89,10 @@ def make_style(r: random.Random, fonts: list[FontInfo]) -> Style:
     typewriter = r.random() < 0.6
     value = pick_font(r, fonts, mono=True, bold=r.random() < 0.2, italic=False) if typewriter else body
     header = pick_font(r, fonts, mono=r.random() < 0.1, bold=r.random() < 0.85, italic=r.random() < 0.1)
-    hand = pick_font(r, fonts, italic=True, mono=False)
+    chancery = [f for f in fonts if f.family == "Z003"]
+    hand = (
+        r.choice(chancery) if chancery and r.random() < 0.4 else pick_font(r, fonts, italic=True, mono=False)
+    )
     small = label if r.random() < 0.5 else body
     return Style(
         body=get_face(body, size, _stroke(r, body)),
@@ -114,7 +117,9 @@ class Writer:
         bottom: Lowest y a baseline may use.
     """
 
-    def __init__(self, canvas: Canvas, r: random.Random, sampler: WordSampler, style: Style, bottom: float) -> None:
+    def __init__(
+        self, canvas: Canvas, r: random.Random, sampler: WordSampler, style: Style, bottom: float
+    ) -> None:
         self.canvas = canvas
         self.r = r
         self.sampler = sampler
@@ -132,7 +137,13 @@ class Writer:
         rotate: float = 0.0,
         darkness: float | None = None,
     ) -> PlacedWord | None:
-        """Draw one word with its pen origin at ``(x, baseline)``; None if it does not fit."""
+        """Draw one word with its pen origin at ``(x, baseline)``; None if it does not fit.
+
+        Raises:
+            ValueError: When ``text`` is empty or contains whitespace (words are single tokens).
+        """
+        if not text or any(ch.isspace() for ch in text):
+            raise ValueError(f"a word must be one non-empty token, got {text!r}")
         rendered = render_hand(face, text, self.r) if hand else render_word(face, text)
         if rendered is None:
             return None
@@ -147,7 +158,9 @@ class Writer:
         """Inter-word space for a face, with a little variation."""
         return face.length(" ") * self.r.uniform(0.9, 1.3) + 1.0
 
-    def run(self, face: Face, tokens: list[str], x: float, baseline: float, max_x: float, **kw: bool) -> float:
+    def run(
+        self, face: Face, tokens: list[str], x: float, baseline: float, max_x: float, **kw: bool
+    ) -> float:
         """Write tokens left to right on one line, stopping before ``max_x``; returns the end x."""
         for i, tok in enumerate(tokens):
             width = face.length(tok)
@@ -158,12 +171,19 @@ class Writer:
             x += width + self.space(face)
         return x
 
-    def run_right(self, face: Face, tokens: list[str], right: float, baseline: float) -> float:
-        """Write tokens on one line ending at ``right`` (right-aligned); returns the start x."""
+    def run_right(
+        self, face: Face, tokens: list[str], right: float, baseline: float, min_x: float = 0.0
+    ) -> float:
+        """Write tokens on one line ending at ``right`` (right-aligned); returns the start x.
+
+        Nothing is drawn (and ``right`` is returned) when the line would start left of ``min_x``.
+        """
         widths = [face.length(t) for t in tokens]
         gaps = [self.space(face) for _ in tokens[1:]]
         x = right - sum(widths) - sum(gaps)
         start = x
+        if start < min_x:
+            return right
         for tok, width, gap in zip(tokens, widths, gaps + [0.0]):
             self.word(face, tok, x, baseline)
             x += width + gap
@@ -182,7 +202,9 @@ class Writer:
             lines[-1].append(tok)
         return [line for line in lines if line]
 
-    def paragraph(self, face: Face, tokens: list[str], x0: float, x1: float, baseline: float, leading: float) -> float:
+    def paragraph(
+        self, face: Face, tokens: list[str], x0: float, x1: float, baseline: float, leading: float
+    ) -> float:
         """Flow a paragraph (ragged or justified, maybe indented); returns the next free baseline."""
         justify, indent = self.r.random() < 0.4, face.size * 2 * (self.r.random() < 0.3)
         lines = self.lines(face, tokens, x1 - x0, indent)

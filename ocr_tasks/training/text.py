@@ -54,14 +54,15 @@ _LABELS = (
     "Amount Account Code Brand Description Quantity Price Remarks Comments Approved Date Issued Region Division "
     "Project Number Ref Budget Cost Pages Attention Telephone Manager Supplier Vendor Status Period Effective"
 ).split()
-_ABBREVIATIONS = ("etc.", "e.g.", "i.e.", "Mr.", "Mrs.", "Dr.", "Inc.", "Co.", "Corp.", "Ltd.", "No.", "Nos.",
-                  "P.O.", "U.S.", "Jr.", "vs.", "approx.", "Dept.", "Ave.", "St.", "Rd.", "Ext.", "Attn:", "cc:")
+_ABBREVIATIONS = tuple(
+    "etc. e.g. i.e. Mr. Mrs. Dr. Inc. Co. Corp. Ltd. No. Nos. P.O. U.S. Jr. vs. approx. Dept. Ave. St. Rd. Ext. "
+    "Attn: cc:".split()
+)
 _MONTHS = ("January February March April May June July August September October November December").split()
 _TLDS = ("com", "org", "net", "gov", "edu", "co.uk", "us")
-_SYMBOLIC = (
-    "a+b", "x=5", "<10", ">5", "[1]", "[a]", "{A}", "{x}", "C:\\DATA", "A:\\FILE.TXT", "file_name", "NET_WT", "^2",
-    "~10", "~", "|", "a|b", "``draft''", "`98", "*", "**", "***", "+/-", "=", "==", "<>", "->", "@", "&", "#",
-    "%", "\\", "/", "_____", "(*)", "[x]", "{1,2}", "2^8", "q.v.", "Sec.4(b)", "2+2=4", "10<x<20", "#2-A",
+_SYMBOLIC = tuple(
+    "a+b x=5 <10 >5 [1] [a] {A} {x} C:\\DATA A:\\FILE.TXT file_name NET_WT ^2 ~10 ~ | a|b ``draft'' `98 * ** *** "
+    "+/- = == <> -> @ & # % \\ / _____ (*) [x] {1,2} 2^8 q.v. Sec.4(b) 2+2=4 10<x<20 #2-A".split()
 )
 
 
@@ -84,7 +85,9 @@ def load_dictionary(path: str = WORDS_FILE) -> tuple[str, ...]:
     """
     file = Path(path)
     if not file.is_file():
-        raise WordListUnavailableError(f"word list {path} not found; install it with `apt-get install -y wamerican`")
+        raise WordListUnavailableError(
+            f"word list {path} not found; install it with `apt-get install -y wamerican`"
+        )
     seen: dict[str, None] = {}
     for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
         word = line.strip().removesuffix("'s")
@@ -111,7 +114,9 @@ class WordSampler:
     True
     """
 
-    def __init__(self, rng: random.Random | np.random.Generator, words: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self, rng: random.Random | np.random.Generator, words: tuple[str, ...] | None = None
+    ) -> None:
         self.rng = _python_rng(rng)
         self.words = words if words is not None else load_dictionary()
 
@@ -186,7 +191,9 @@ class WordSampler:
 
     def price(self) -> str:
         """A money amount such as ``$1,234.56``, ``12.50`` or ``($45.00)``."""
-        value = self.rng.choice((self.rng.uniform(0, 100), self.rng.uniform(0, 10**5), float(self.rng.randrange(1, 500))))
+        value = self.rng.choice(
+            (self.rng.uniform(0, 100), self.rng.uniform(0, 10**5), float(self.rng.randrange(1, 500)))
+        )
         text = f"{value:,.2f}" if self.rng.random() < 0.85 else f"{int(value):,}"
         r = self.rng.random()
         if r < 0.55:
@@ -207,11 +214,17 @@ class WordSampler:
         a, b, c = self.rng.randrange(200, 999), self.rng.randrange(200, 999), self.rng.randrange(0, 10000)
         fmt = self.rng.randrange(6)
         tokens = [
-            [f"({a})", f"{b}-{c:04d}"], [f"({a}){b}-{c:04d}"], [f"{a}-{b}-{c:04d}"], [f"{a}/{b}-{c:04d}"],
-            [f"{a}.{b}.{c:04d}"], [f"1-800-{b}-{c:04d}"],
+            [f"({a})", f"{b}-{c:04d}"],
+            [f"({a}){b}-{c:04d}"],
+            [f"{a}-{b}-{c:04d}"],
+            [f"{a}/{b}-{c:04d}"],
+            [f"{a}.{b}.{c:04d}"],
+            [f"1-800-{b}-{c:04d}"],
         ][fmt]
         if self.rng.random() < 0.15:
-            tokens += self.rng.choice((["Ext.", str(self.rng.randrange(100, 9999))], [f"x{self.rng.randrange(10, 999)}"]))
+            tokens += self.rng.choice(
+                (["Ext.", str(self.rng.randrange(100, 9999))], [f"x{self.rng.randrange(10, 999)}"])
+            )
         return tokens
 
     def code(self) -> str:
@@ -230,14 +243,18 @@ class WordSampler:
         if fmt == 4:
             return f"{digits}-{self.rng.randrange(10, 99)}/{self.rng.randrange(1, 9)}"
         if fmt == 5:
-            return "".join(self.rng.choices(string.ascii_uppercase + string.digits, k=self.rng.randrange(4, 9)))
+            return "".join(
+                self.rng.choices(string.ascii_uppercase + string.digits, k=self.rng.randrange(4, 9))
+            )
         if fmt == 6:
             return f"{letters.lower()}{self.rng.randrange(1, 99)}{self.rng.choice('-_.')}{digits}"
         return f"{digits}{self.rng.choice(string.ascii_uppercase)}"
 
     def email(self) -> str:
         """An e-mail address."""
-        user = self.rng.choice(_FIRST).lower()[: self.rng.randrange(1, 8)] + self.rng.choice(("", ".", "_", "-"))
+        user = self.rng.choice(_FIRST).lower()[: self.rng.randrange(1, 8)] + self.rng.choice(
+            ("", ".", "_", "-")
+        )
         user += self.rng.choice(_LAST).lower()
         host = self.rng.choice(self.words).lower()[:10]
         return f"{user}@{host}.{self.rng.choice(_TLDS)}"
@@ -290,10 +307,14 @@ class WordSampler:
         if r < 0.75:
             return text
         if r < 0.90:
-            return text + self.rng.choice((",", ",", ".", ".", ":", ";", "?", "!", ")", "'", '"', "...", "),", ".)"))
+            return text + self.rng.choice(
+                (",", ",", ".", ".", ":", ";", "?", "!", ")", "'", '"', "...", "),", ".)")
+            )
         if r < 0.97:
             return self.rng.choice(("(", '"', "'", "[", "`", "<", "*")) + text
-        return self.rng.choice(('"{}"', "({})", "'{}'", "[{}]", "<{}>", "{{{}}}", "-{}-", "_{}_")).format(text)
+        return self.rng.choice(('"{}"', "({})", "'{}'", "[{}]", "<{}>", "{{{}}}", "-{}-", "_{}_")).format(
+            text
+        )
 
     def sentence(self, n_words: int | None = None) -> list[str]:
         """Running text: capitalised first word, commas now and then, a final stop."""
@@ -311,7 +332,9 @@ class WordSampler:
         """A form field label such as ``["Account", "No.:"]`` or ``["DATE:"]``."""
         words = [self.rng.choice(_LABELS)]
         if self.rng.random() < 0.35:
-            words.append(self.rng.choice(("No.", "Number", "Name", "Date", "Code", "#", "Phone", "Type", "(s)")))
+            words.append(
+                self.rng.choice(("No.", "Number", "Name", "Date", "Code", "#", "Phone", "Type", "(s)"))
+            )
         case = self.rng.choices(("title", "upper", "keep"), (0.4, 0.45, 0.15))[0]
         words = [self.case(w, case) for w in words]
         words[-1] += self.rng.choices((":", "", ".", ":"), (0.6, 0.25, 0.05, 0.1))[0]
@@ -320,8 +343,16 @@ class WordSampler:
     def value(self, kind: str | None = None) -> list[str]:
         """A form field value: ``"text"``, ``"name"``, ``"date"``, ``"number"``, ``"price"``,
         ``"phone"``, ``"code"``, ``"email"`` or ``"url"``; None picks one."""
-        kind = kind or self.rng.choice(("text", "text", "name", "date", "number", "price", "phone", "code", "email", "url"))
-        single = {"number": self.number, "price": self.price, "code": self.code, "email": self.email, "url": self.url}
+        kind = kind or self.rng.choice(
+            ("text", "text", "name", "date", "number", "price", "phone", "code", "email", "url")
+        )
+        single = {
+            "number": self.number,
+            "price": self.price,
+            "code": self.code,
+            "email": self.email,
+            "url": self.url,
+        }
         if kind in single:
             return [single[kind]()]
         if kind == "name":
@@ -338,10 +369,15 @@ class WordSampler:
         street = [str(self.rng.randrange(1, 9999)), self.case(self.rng.choice(self.words), "title")]
         street.append(self.rng.choice(("Street", "St.", "Avenue", "Ave.", "Blvd.", "Road", "Drive", "Suite")))
         if self.rng.random() < 0.3:
-            street += [self.rng.choice(("Suite", "P.O.", "Box", "Bldg.", "Floor")), str(self.rng.randrange(1, 999))]
+            street += [
+                self.rng.choice(("Suite", "P.O.", "Box", "Bldg.", "Floor")),
+                str(self.rng.randrange(1, 999)),
+            ]
         city = self.case(self.rng.choice(self.words), self.rng.choice(("title", "upper"))) + ","
         state = "".join(self.rng.choices(string.ascii_uppercase, k=2))
-        zipcode = f"{self.rng.randrange(10000, 99999)}" + (f"-{self.rng.randrange(1000, 9999)}" if self.rng.random() < 0.3 else "")
+        zipcode = f"{self.rng.randrange(10000, 99999)}" + (
+            f"-{self.rng.randrange(1000, 9999)}" if self.rng.random() < 0.3 else ""
+        )
         return [street, [city, state, zipcode]]
 
     def heading(self) -> list[str]:

@@ -138,17 +138,17 @@ def test_tiny_components_dropped() -> None:
     assert len(get_det_boxes(text, link, CraftThresholds(min_area=9))[0]) == 2
 
 
-def test_square_component_uses_axis_aligned_bounds() -> None:
+def test_diamond_component_uses_axis_aligned_bounds() -> None:
     text, link = _maps()
-    disk = np.zeros_like(text, dtype=np.uint8)
-    cv2.circle(disk, (60, 30), 10, 1, -1)
-    text[disk > 0] = 0.9
+    diamond = cv2.boxPoints(((60.0, 30.0), (20.0, 20.0), 45.0))
+    cv2.fillPoly(text, [np.round(diamond).astype(np.int32)], 0.9)
     boxes, _, _ = get_det_boxes(text, link)
     box = boxes[0]
-    # Diamond fix: the near-square min-area rect is replaced by the points' axis-aligned bounds.
+    # The min-area rect is a square rotated by 45 degrees; the fix replaces it by the point
+    # bounds, so the box is axis-aligned and about 2 * 14 + dilation wide.
     assert box[0, 1] == box[1, 1] and box[2, 1] == box[3, 1]
     assert box[0, 0] == box[3, 0] and box[1, 0] == box[2, 0]
-    assert box[0, 0] < 50 and box[1, 0] > 70
+    assert box[0, 0] < 46 and box[1, 0] > 74 and box[0, 1] < 16 and box[2, 1] > 44
 
 
 def test_score_is_mean_of_text_pixels() -> None:
@@ -170,6 +170,11 @@ def test_polygon_for_long_straight_word() -> None:
     tops, bottoms = poly[:7], poly[7:]
     assert np.ptp(tops[:, 1]) < 1.0 and np.ptp(bottoms[:, 1]) < 1.0
     assert 38 < tops[:, 1].mean() < 44 and 56 < bottoms[:, 1].mean() < 62  # centre line y = 50
+    # Text pixels span rows 44..56 (13 px) around each centre; box rows 41..60 warp to a height
+    # of 20, so a pivot column measures 14 px; the band is 1.45 x the median pivot height,
+    # mapped back by 19 / 20.
+    height = bottoms[:, 1].mean() - tops[:, 1].mean()
+    assert height == pytest.approx(14 * 1.45 * 19 / 20, abs=0.05)
     assert np.all(np.diff(tops[:, 0]) > 0)  # left to right along the top
     assert np.all(np.diff(bottoms[:, 0]) < 0)  # right to left along the bottom
     assert tops[0, 0] < 25 and tops[-1, 0] > 175  # covers the word (x = 30 ... 174)

@@ -117,8 +117,13 @@ def model_client(model_dir: Path) -> FlaskClient:
         {
             "TESTING": True,
             "OCR_CLIENT": FakeClient(),
-            "OCR_SETTINGS": {"model_dir": model_dir, "device": "cpu", "detector": "craft_light",
-                             "recognizer": "crnn_light", "refiner": ""},
+            "OCR_SETTINGS": {
+                "model_dir": model_dir,
+                "device": "cpu",
+                "detector": "craft_light",
+                "recognizer": "crnn_light",
+                "refiner": "",
+            },
         }
     )
     return app.test_client()
