@@ -7,7 +7,15 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["order_quad", "quad_size", "quad_bounds", "crop_quad", "reading_order", "VERTICAL_RATIO"]
+__all__ = [
+    "order_quad",
+    "quad_size",
+    "quad_bounds",
+    "is_vertical",
+    "crop_quad",
+    "reading_order",
+    "VERTICAL_RATIO",
+]
 
 #: A crop whose height exceeds this many times its width is treated as vertical text and
 #: turned upright (rotated 90 degrees clockwise: text written bottom-to-top reads left-to-right).
@@ -39,6 +47,12 @@ def quad_bounds(quad: np.ndarray) -> tuple[float, float, float, float]:
     """Axis-aligned bounds ``(x0, y0, x1, y1)`` of a quad."""
     q = np.asarray(quad, dtype=np.float32).reshape(4, 2)
     return float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()), float(q[:, 1].max())
+
+
+def is_vertical(quad: np.ndarray) -> bool:
+    """True when a box is taller than ``VERTICAL_RATIO`` x its width (vertical text)."""
+    width, height = quad_size(order_quad(quad))
+    return height > VERTICAL_RATIO * max(width, 1e-6)
 
 
 def _is_axis_aligned(q: np.ndarray, tol: float = 0.5) -> bool:

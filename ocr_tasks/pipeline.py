@@ -13,10 +13,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .geometry import crop_quad, reading_order
+from .geometry import crop_quad, is_vertical, reading_order
 from .schemas import DetectedBox, DocumentResult, Line, Word
 
-__all__ = ["OCRPipeline", "sort_boxes", "crop_boxes", "assemble_document", "ocr_image"]
+__all__ = [
+    "OCRPipeline",
+    "sort_boxes",
+    "crop_boxes",
+    "read_crops",
+    "assemble_document",
+    "ocr_image",
+]
 
 
 def sort_boxes(boxes: Sequence[DetectedBox]) -> list[DetectedBox]:
@@ -32,6 +39,23 @@ def crop_boxes(image: np.ndarray, boxes: Sequence[DetectedBox], gray: bool = Tru
         # ITU-R 601 luma (the weights PIL's convert("L") uses).
         source = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     return [crop_quad(source, np.asarray(b.quad, dtype=np.float32)) for b in boxes]
+
+
+def read_crops(
+    recognizer: Any, crops: Sequence[np.ndarray], vertical: Sequence[bool] | None = None
+) -> list[tuple[str, float]]:
+    """Recognise crops; vertical ones are read both ways up and the more confident reading wins.
+
+    Vertical text may run top-to-bottom or bottom-to-top, and :func:`crop_quad` turns it upright
+    one way (90 degrees clockwise); the 180-degree turn of that crop is the other way.
+    """
+    flags = list(vertical) if vertical is not None else [False] * len(crops)
+    if len(flags) != len(crops):
+        raise ValueError(f"{len(crops)} crops but {len(flags)} vertical flags")
+    extra = [np.ascontiguousarray(np.rot90(c, 2)) for c, v in zip(crops, flags) if v]
+    out = recognizer.predict(list(crops) + extra)
+    flipped = iter(out[len(crops) :])
+    return [max(r, next(flipped), key=lambda x: x[1]) if v else r for r, v in zip(out[: len(crops)], flags)]
 
 
 def assemble_document(
@@ -100,8 +124,9 @@ class OCRPipeline:
         boxes = sort_boxes(self.detector.detect(image, thresholds))
         t1 = time.perf_counter()
         crops = crop_boxes(image, boxes)
+        vertical = [is_vertical(np.asarray(b.quad, dtype=np.float32)) for b in boxes]
         t2 = time.perf_counter()
-        recognized = self.recognizer.predict(crops)
+        recognized = read_crops(self.recognizer, crops, vertical)
         t3 = time.perf_counter()
         doc = assemble_document(
             [b.quad for b in boxes], recognized, image.shape[1], image.shape[0]

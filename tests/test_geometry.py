@@ -118,3 +118,22 @@ def test_assemble_document_orders_words_and_lines():
     assert d["words"][0]["quad"] == [[10.0, 10.0], [60.0, 10.0], [60.0, 30.0], [10.0, 30.0]]
     with pytest.raises(ValueError):
         assemble_document(quads, rec[:2], 1, 1)
+
+
+class _FakeRecognizer:
+    """Reads a crop as 'up' when its top-left pixel is dark, else 'down' with low confidence."""
+
+    def predict(self, crops):
+        return [("up", 0.9) if c[0, 0] < 128 else ("down", 0.2) for c in crops]
+
+
+def test_read_crops_tries_both_ways_for_vertical_text():
+    from ocr_tasks.pipeline import read_crops
+
+    dark_bottom_right = np.full((10, 40), 255, np.uint8)
+    dark_bottom_right[-1, -1] = 0
+    plain = np.full((10, 40), 255, np.uint8)
+    out = read_crops(_FakeRecognizer(), [dark_bottom_right, plain], [True, False])
+    assert out == [("up", 0.9), ("down", 0.2)]
+    with pytest.raises(ValueError):
+        read_crops(_FakeRecognizer(), [plain], [True, False])

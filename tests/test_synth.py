@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from ocr_tasks.training.fonts import FontsUnavailableError, available_fonts
-from ocr_tasks.training.synth import SynthConfig, cut_word_crops, render_page, write_dataset
+from ocr_tasks.training.synth import (
+    SynthConfig,
+    SynthPage,
+    SynthWord,
+    cut_word_crops,
+    render_page,
+    write_dataset,
+)
 from ocr_tasks.training.synth_canvas import Canvas, get_face, render_word
 from ocr_tasks.training.text import PRINTABLE_ASCII, WordSampler
 
@@ -145,6 +152,14 @@ def test_vertical_word_geometry() -> None:
     assert abs(ys.min() - y0) <= 1 and abs(ys.max() + 1 - y1) <= 1
     assert placed.quad[0, 1] > placed.quad[1, 1]  # text top-left is at the page bottom
     assert y1 - y0 > 3 * (x1 - x0)
+    page = SynthPage(255 - canvas.text, [SynthWord(placed.text, placed.quad, placed.chars, True)], "test")
+    (qx0, qy0), (qx1, qy1) = rendered.quad[0].astype(int), rendered.quad[2].astype(int)
+    upright = (255 - rendered.buffer[qy0:qy1, qx0:qx1]).astype(np.float64)
+    for seed in range(6):  # both the axis-aligned and the perspective cut, no jitter
+        (crop, text), *_ = cut_word_crops(page, np.random.default_rng(seed), jitter=False)
+        assert text == "Serial123"
+        resized = cv2.resize(crop, upright.shape[::-1]).astype(np.float64)
+        assert np.corrcoef(resized.ravel(), upright.ravel())[0, 1] > 0.6  # reads left to right
 
 
 def test_render_is_deterministic_and_well_formed() -> None:

@@ -102,7 +102,8 @@ def _on_too_large(exc: RequestEntityTooLarge) -> Response:
 
 
 def _on_unavailable(exc: Exception) -> Response:
-    log.warning("task service unavailable: %s", exc, exc_info=True)
+    log.warning("task service unavailable: %s", exc)
+    log.debug("task service unavailable", exc_info=True)
     return error_response(
         "the task service (broker or result backend) is unavailable; retry later", 503, _retry_after()
     )

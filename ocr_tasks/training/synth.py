@@ -114,7 +114,7 @@ def _choose_kind(r: random.Random, kinds: tuple[str, ...] | None) -> str:
 
 
 def _scan(
-    canvas: Canvas, rng: np.random.Generator, r: random.Random, matrix: np.ndarray, clean: bool
+    canvas: Canvas, rng: np.random.Generator, r: random.Random, matrix: np.ndarray, clean: bool, size: float
 ) -> np.ndarray:
     """Print effects, scanner warp, paper and scan effects -> uint8 image."""
     text, art = canvas.text, canvas.art
@@ -122,8 +122,8 @@ def _scan(
         fx.add_speckle(art, rng, r.choice((0.0, 0.0, 0.3, 1.0, 3.0)))
         mode = r.choices(("none", "faint", "broken", "bleed", "thin"), (0.45, 0.15, 0.18, 0.14, 0.08))[0]
         text, art = (
-            fx.degrade_ink(text, rng, mode),
-            fx.degrade_ink(art, rng, "none" if mode == "thin" else mode),
+            fx.degrade_ink(text, rng, mode, size),
+            fx.degrade_ink(art, rng, "none" if mode == "thin" else mode, size),
         )
     coverage = np.maximum(text, art)
     h, w = coverage.shape
@@ -138,13 +138,13 @@ def _scan(
         paper = canvas.paper if identity else fx.warp_layer(canvas.paper, matrix)
     low_contrast = not clean and r.random() < 0.2
     tone = np.float32(248.0) if clean else fx.paper_background(rng, h, w, low_contrast)
-    bed = np.float32(r.choice((250.0, 235.0, 90.0, 40.0)))
+    bed = np.float32(248.0 if clean else r.choices((250.0, 235.0, 90.0, 40.0), (0.5, 0.25, 0.12, 0.13))[0])
     image = fx.compose(
         coverage, np.where(paper > 0, tone, bed), r.uniform(60, 130) if low_contrast else r.uniform(0, 55)
     )
     if clean:
         return np.clip(image, 0, 255).astype(np.uint8)
-    return fx.scan_effects(image, rng, fax=r.random() < 0.12)
+    return fx.scan_effects(image, rng, fax=r.random() < 0.12, text_size=size)
 
 
 def _finish_words(canvas: Canvas, placed: list[PlacedWord], matrix: np.ndarray) -> list[SynthWord]:
@@ -214,7 +214,7 @@ def render_page(
     mask = None
     if config.text_mask:
         mask = canvas.text.copy() if not config.geometry else fx.warp_layer(canvas.text, matrix)
-    image = _scan(canvas, rng, r, matrix, clean)
+    image = _scan(canvas, rng, r, matrix, clean, writer.style.body.size)
     return SynthPage(image=image, words=words, kind=kind, text_mask=mask)
 
 

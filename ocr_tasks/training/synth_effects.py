@@ -53,7 +53,9 @@ def warp_layer(layer: np.ndarray, matrix: np.ndarray, border: int = 0) -> np.nda
     return cv2.warpPerspective(layer, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=border)
 
 
-def degrade_ink(coverage: np.ndarray, rng: np.random.Generator, mode: str) -> np.ndarray:
+def degrade_ink(
+    coverage: np.ndarray, rng: np.random.Generator, mode: str, text_size: float = 20.0
+) -> np.ndarray:
     """Printing defects on an ink coverage layer.
 
     Args:
@@ -61,6 +63,8 @@ def degrade_ink(coverage: np.ndarray, rng: np.random.Generator, mode: str) -> np
         rng: Random generator.
         mode: ``"none"``, ``"faint"`` (weak toner), ``"broken"`` (eroded, gappy strokes),
             ``"bleed"`` (thickened strokes) or ``"thin"`` (eroded).
+        text_size: Typical em size of the page's text in pixels; small text is degraded less
+            so that it stays legible.
 
     Returns:
         The degraded coverage (a new array unless mode is ``"none"``).
@@ -68,9 +72,10 @@ def degrade_ink(coverage: np.ndarray, rng: np.random.Generator, mode: str) -> np
     if mode == "none":
         return coverage
     if mode == "bleed":
-        k = int(rng.integers(2, 4))
+        k = 3 if text_size >= 22 and rng.random() < 0.5 else 2
         out = cv2.dilate(coverage, np.ones((k, k), np.uint8))
-        return cv2.addWeighted(out, 0.6, coverage, 0.4, 0)
+        weight = float(rng.uniform(0.25, 0.6 if text_size >= 16 else 0.4))
+        return cv2.addWeighted(out, weight, coverage, 1.0 - weight, 0)
     if mode == "thin":
         return cv2.addWeighted(cv2.erode(coverage, np.ones((2, 2), np.uint8)), 0.5, coverage, 0.5, 0)
     if mode == "faint":
@@ -80,7 +85,8 @@ def degrade_ink(coverage: np.ndarray, rng: np.random.Generator, mode: str) -> np
     holes = rng.random((h // cell + 1, w // cell + 1), dtype=np.float32)
     holes = cv2.resize(holes, (w, h), interpolation=cv2.INTER_LINEAR)
     keep = holes > rng.uniform(0.15, 0.4)
-    out = cv2.erode(coverage, np.ones((2, 1), np.uint8)) if rng.random() < 0.5 else coverage
+    erode = text_size >= 16 and rng.random() < 0.5
+    out = cv2.erode(coverage, np.ones((2, 1), np.uint8)) if erode else coverage
     return np.where(keep, out, (out * 0.25).astype(np.uint8))
 
 
@@ -125,7 +131,9 @@ def compose(coverage: np.ndarray, paper: np.ndarray, ink_level: float) -> np.nda
     return paper - (paper - np.float32(ink_level)) * cov
 
 
-def scan_effects(image: np.ndarray, rng: np.random.Generator, fax: bool) -> np.ndarray:
+def scan_effects(
+    image: np.ndarray, rng: np.random.Generator, fax: bool, text_size: float = 20.0
+) -> np.ndarray:
     """Scanner optics and electronics: blur, sensor noise, optional fax-like binarisation at
     low resolution, and JPEG compression.
 
@@ -133,12 +141,14 @@ def scan_effects(image: np.ndarray, rng: np.random.Generator, fax: bool) -> np.n
         image: float32 grey image.
         rng: Random generator.
         fax: Downscale to ~100 dpi or less, threshold, and scale back up (hard, jaggy edges).
+        text_size: Typical em size of the text in pixels; bounds blur and downscaling so that
+            text keeps at least ~9 px per em.
 
     Returns:
         uint8 grey image of the same size.
     """
     h, w = image.shape
-    sigma = rng.uniform(0.3, 1.1)
+    sigma = rng.uniform(0.3, float(np.clip(text_size / 18, 0.5, 1.1)))
     if rng.random() < 0.8:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
     noise = rng.uniform(1, 9)
@@ -146,7 +156,7 @@ def scan_effects(image: np.ndarray, rng: np.random.Generator, fax: bool) -> np.n
     image = image + cv2.resize(grain, (w, h), interpolation=cv2.INTER_NEAREST) * np.float32(noise)
     out = np.clip(image, 0, 255).astype(np.uint8)
     if fax:
-        f = rng.uniform(0.5, 0.85)
+        f = rng.uniform(min(0.9, max(0.5, 9.5 / text_size)), 0.95)
         small = cv2.resize(out, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
         paper, ink = np.percentile(small[::4, ::4], (50, 0.5))
         thr = float(paper - (paper - ink) * rng.uniform(0.3, 0.55))

@@ -124,8 +124,10 @@ def receipt(w: Writer, fonts: list[FontInfo], x0: float, x1: float, y: float, bo
     """A till receipt: monospace, centred header, items with right-aligned prices, totals."""
     r, s = w.r, w.sampler
     mono = pick_font(r, fonts, mono=True, bold=False)
-    face = get_face(mono, max(11, round((x1 - x0) / r.uniform(26, 40) / 0.6)))
-    bold = get_face(pick_font(r, fonts, mono=True, bold=True), round(face.size * r.uniform(1.0, 1.5)))
+    face = get_face(mono, max(11, round((x1 - x0) / r.uniform(26, 40) / 0.6)), r.uniform(0.0, 0.6))
+    bold = get_face(
+        pick_font(r, fonts, mono=True, bold=True), round(face.size * r.uniform(1.0, 1.5)), face.stroke
+    )
     lead, pad = face.size * r.uniform(1.15, 1.5), face.size * 0.8
     baseline = y + bold.size
     for line, fc in [

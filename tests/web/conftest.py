@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,13 @@ def png_bytes(image: np.ndarray | None = None, size: tuple[int, int] = (64, 48),
     buf = io.BytesIO()
     img.save(buf, fmt)
     return buf.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inherited OCR_* / OCR_WEB_* variables (e.g. the shared Redis URL) never reach these apps."""
+    for key in [k for k in os.environ if k.startswith("OCR_")]:
+        monkeypatch.delenv(key)
 
 
 @pytest.fixture

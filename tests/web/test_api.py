@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
 import types
@@ -73,6 +74,22 @@ def test_web_imports_no_torch_or_celery():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_noop_models_serve_ocr_without_torch():
+    """With OCR_MODELS=noop the in-process endpoints use the torch-free stand-ins."""
+    code = (
+        "import io, sys, web\n"
+        "from PIL import Image\n"
+        "buf = io.BytesIO(); Image.new('RGB', (80, 60), 'black').save(buf, 'PNG')\n"
+        "app = web.create_app({'OCR_CLIENT': object(), 'OCR_SETTINGS': {'models': 'noop'}})\n"
+        "r = app.test_client().post('/ocr', data={'file': (io.BytesIO(buf.getvalue()), 'p.png')})\n"
+        "assert r.status_code == 200 and r.get_json()['words'][0]['text'] == 'w0', r.get_json()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
 
 
 def test_client_is_built_lazily_from_settings(monkeypatch):
@@ -207,6 +224,23 @@ def test_broker_lost_mid_batch_reports_accepted_tasks(client: FlaskClient, fake:
     body = response.get_json()
     assert [t["id"] for t in body["tasks"]] == [fake.submitted[0][0]]
     assert body["tasks"][0]["filename"] == "a.png"
+
+
+def test_real_client_with_redis_down_is_503(page_png: bytes):
+    """The real OCRClient against a port where nothing listens: 503 + Retry-After everywhere."""
+    pytest.importorskip("celery", reason="the service extra is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app({"OCR_SETTINGS": {"redis_url": f"redis://127.0.0.1:{port}/0"}})
+    client = app.test_client()
+    for response in (
+        client.post("/batch_ocr", data=files((page_png, "a.png"))),
+        client.get(f"/tasks/{uuid.uuid4()}"),
+        client.get("/healthz"),
+    ):
+        assert response.status_code == 503 and response.get_json()["error"]
+        assert int(response.headers["Retry-After"]) > 0
 
 
 # --- /tasks/<id> -------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ ARTIFACTS = ROOT / "artifacts"
 
 pytestmark = pytest.mark.slow
 
+#: OCR_BATCH_TIMEOUT of the test stack (seconds); above the page's longest poll interval (2 s).
+BATCH_TIMEOUT = 2.5
+
 # The browser records every /tasks/<id> answer it gets, so the test can see the progress states.
 RECORD_POLLS = """
 window.__polls = [];
@@ -210,6 +213,7 @@ def downloaded_json(driver: Any, card: Any, timeout: float = 15.0) -> Any:
 def screenshot(driver: Any, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
+    driver.execute_script("window.scrollTo(0, 0)")
     # Size the window to the whole page so the screenshot shows every card.
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
     driver.set_window_size(1280, min(max(height + 40, 600), 4000))
@@ -283,7 +287,8 @@ def stack() -> Iterator[Any]:
         pytest.skip("tests/service/stack.py (the Celery test stack) does not exist yet")
     from tests.service.stack import Stack
 
-    with Stack(models="noop") as running:
+    # A recognition batch waits up to 2.5 s to fill: progress stays visible between polls.
+    with Stack(models="noop", batch_timeout=BATCH_TIMEOUT, web=True) as running:
         yield running
 
 
@@ -291,6 +296,8 @@ def test_upload_form_end_to_end(browser: Any, stack: Any, tmp_path: Path, monkey
     """Two pages through the real queue: each card gets its boxes, text and JSON."""
     from selenium.webdriver.common.by import By
 
+    for key in [k for k in os.environ if k.startswith(("OCR_", "CELERY_"))]:
+        monkeypatch.delenv(key)  # never reach the shared Redis through an inherited variable
     for key, value in stack.env.items():
         monkeypatch.setenv(key, str(value))
     first, second = tmp_path / "first.png", tmp_path / "second.png"
@@ -313,9 +320,58 @@ def test_upload_form_end_to_end(browser: Any, stack: Any, tmp_path: Path, monkey
             assert card.find_element(By.CSS_SELECTOR, ".doc-text").text == document["text"].strip()
         polls = browser.execute_script("return window.__polls")
         assert {p["state"] for p in polls} <= {"PENDING", "STARTED", "SUCCESS"}
+        # The recognizer holds its batch for BATCH_TIMEOUT, longer than the page's longest poll
+        # interval, so the page sees a started document with its word count before the result.
+        assert any(p["state"] == "STARTED" and p["progress"]["total"] > 0 for p in polls), polls
         assert all(p["progress"]["done"] <= p["progress"]["total"] for p in polls)
         assert sum(p["state"] == "SUCCESS" for p in polls) == 2
         screenshot(browser, "web-upload-stack.png")
+
+
+def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """Encode ``[(filename, data)]`` as multipart/form-data in the field ``file``."""
+    boundary = uuid.uuid4().hex
+    body = b""
+    for name, data in files:
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_gunicorn_web_process(stack: Any, tmp_path: Path):
+    """The Procfile's web line (gunicorn, configured by OCR_* variables) queues and serves a page."""
+    base = stack.web_url
+    assert _get(base + "/healthz") == (200, {"status": "ok", "broker": "ok"})
+    page = tmp_path / "gunicorn.png"
+    render_page(page, ["served", "by", "gunicorn"], size=(400, 200))
+    body, content_type = _multipart([("gunicorn.png", page.read_bytes())])
+    request = urllib.request.Request(base + "/batch_ocr", data=body, headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback only)
+        assert response.status == 202
+        (task,) = json.loads(response.read())["tasks"]
+    deadline = time.monotonic() + 60
+    status: Any = None
+    while time.monotonic() < deadline:
+        code, status = _get(base + task["status_url"])
+        assert code == 200
+        if status["state"] in ("SUCCESS", "FAILURE"):
+            break
+        time.sleep(0.2)
+    assert status["state"] == "SUCCESS", status
+    assert (status["result"]["width"], status["result"]["height"]) == (400, 200) and status["result"]["words"]
+    assert _get(f"{base}/tasks/{uuid.uuid4()}")[0] == 404
+    assert _get(f"{base}/tasks/not-an-id")[0] == 400
+    bad, content_type = _multipart([("bad.png", b"\x89PNG\r\n\x1a\nbroken")])
+    request = urllib.request.Request(base + "/batch_ocr", data=bad, headers={"Content-Type": content_type})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310 (loopback only)
+    assert err.value.code == 400 and "bad.png" in json.loads(err.value.read())["error"]
 
 
 def _get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, Any]:
@@ -334,7 +390,7 @@ def test_flower_lists_the_workers(stack: Any, tmp_path: Path):
     """Flower on the stack's broker lists its workers, and its API refuses requests without auth."""
     celery = shutil.which("celery") or str(Path(sys.executable).with_name("celery"))
     port = free_port()
-    env = {**os.environ, **{k: str(v) for k, v in stack.env.items()}}
+    env = stack.process_env()  # the workers' environment: inherited OCR_/CELERY_/FLOWER_ vars dropped
     cmd = [
         celery,
         "-A",

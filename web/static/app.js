@@ -33,6 +33,10 @@
     return (detail || response.status + " " + response.statusText) + suffix;
   }
 
+  function plural(n, noun) {
+    return n + " " + noun + (n === 1 ? "" : "s");
+  }
+
   function sleep(ms) {
     return new Promise(function (resolve) { setTimeout(resolve, ms); });
   }
@@ -97,7 +101,7 @@
     drawBoxes(svg, doc);
     const lines = doc.lines ? doc.lines.length : 0;
     card.querySelector(".doc-stats").textContent =
-      doc.words.length + " words, " + lines + " lines, " + doc.width + "\u00d7" + doc.height + " px";
+      plural(doc.words.length, "word") + ", " + plural(lines, "line") + ", " + doc.width + "\u00d7" + doc.height + " px";
     card.querySelector(".doc-text").textContent = doc.text || "(no text found)";
     const link = card.querySelector(".doc-download");
     const blob = new Blob([JSON.stringify(doc, null, 2)], { type: "application/json" });
