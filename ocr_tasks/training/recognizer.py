@@ -102,6 +102,9 @@ class SynthCropStream(IterableDataset):
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         torch.set_num_threads(1)
+        import cv2
+
+        cv2.setNumThreads(1)
         rnd = random.Random(self.base_seed * 7919 + wid + self.start_page)
         buffer: list[tuple[np.ndarray, str, int]] = []
         page = self.start_page + wid

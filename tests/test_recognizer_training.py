@@ -1,0 +1,61 @@
+"""Recognizer training: a tiny run learns (loss falls), checkpoints resume, export installs weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ocr_tasks.training.recognizer import RecognizerTrainConfig, train_recognizer
+
+TINY = {"output_channel": 64, "hidden_size": 32}
+
+
+def tiny_config(tmp_path, steps: int) -> RecognizerTrainConfig:
+    return RecognizerTrainConfig(
+        out_dir=str(tmp_path / "run"),
+        steps=steps,
+        batch_size=16,
+        lr=3e-3,
+        warmup=5,
+        workers=0,
+        val_crops=40,
+        val_every=10,
+        ckpt_every=10,
+        threads=2,
+        options=TINY,
+    )
+
+
+def test_tiny_training_run_loss_decreases_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    result = train_recognizer(tiny_config(tmp_path, 30), progress=False)
+    losses = result["losses"]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses
+    run = tmp_path / "run"
+    assert (run / "last.pt").is_file() and (run / "best.pth").is_file()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [10, 20, 30]
+    assert all(0.0 <= e["word_acc"] <= 1.0 for e in log)
+    # Resume: a longer run continues from step 30 instead of starting over.
+    resumed = train_recognizer(tiny_config(tmp_path, 35), progress=False)
+    assert resumed["step"] == 35 and len(resumed["losses"]) == 5
+
+
+def test_export_installs_weights_and_registers_sha(tmp_path, monkeypatch):
+    from ocr_tasks.models import registry
+    from ocr_tasks.training import export
+
+    train_recognizer(tiny_config(tmp_path, 2), progress=False)
+    monkeypatch.setattr(export, "BUNDLED_DIR", tmp_path / "bundled")
+    info = export.export_weights("recognizer", tmp_path / "run" / "best.pth")
+    meta = json.loads((tmp_path / "bundled" / "bundled.json").read_text())["crnn_light"]
+    assert meta["sha256"] == info["sha256"] and meta["options"]["output_channel"] == 64
+    state = torch.load(tmp_path / "bundled" / "crnn_light.pth", weights_only=True)
+    assert all(v.dtype in (torch.float16, torch.int64) for v in state.values())
+    assert registry.get_spec("crnn_light").filename == "crnn_light.pth"
+    with pytest.raises(Exception):
+        export.export_weights("detector", tmp_path / "run" / "best.pth")
