@@ -27,6 +27,8 @@ import traceback as tb
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
+from celery import states
+from celery.backends.redis import RedisBackend
 from celery.worker.request import Request
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
@@ -85,8 +87,8 @@ class RecognitionBatches(Batches):
     """``Batches`` base for chord-header tasks: capped flushes, per-request bookkeeping.
 
     The task's ``run(requests)`` receives :class:`BatchRequest` objects, must record each one
-    with :meth:`complete` or :meth:`fail`, and must return the ids it recorded; the rest are
-    requeued.
+    with :meth:`complete`, :meth:`complete_many` or :meth:`fail`, and must return the ids it
+    recorded; the rest are requeued.
     """
 
     abstract = True
@@ -137,6 +139,59 @@ class RecognitionBatches(Batches):
     def complete(self, request: BatchRequest, value: Any) -> None:
         """Store ``value`` as the request's result and count it in its chord."""
         self.backend.mark_as_done(request.id, value, request=request)
+
+    def complete_many(self, items: Sequence[tuple[BatchRequest, Any]]) -> None:
+        """:meth:`complete` for a whole batch in a few Redis round trips instead of three per request.
+
+        With the Redis backend, every result is stored in one pipeline, and every chord part
+        but the last of each group in this batch is added in a second one; the last part of
+        each group goes through the backend's own ``on_chord_part_return``, which counts the
+        parts (atomically with its own add) and runs the chord body once the header is
+        complete. The part that completes a header is therefore always followed by that
+        check, whichever batch it is in. Other backends get one :meth:`complete` per request.
+        """
+        backend = self.backend
+        if not isinstance(backend, RedisBackend):
+            for request, value in items:
+                self.complete(request, value)
+            return
+        self._store_many(backend, items)
+        last: dict[str, BatchRequest] = {r.group: r for r, _ in items if r.chord and r.group}
+        with backend.client.pipeline() as pipe:
+            for request, value in items:
+                if request.chord and request.group and last[request.group] is not request:
+                    self._add_chord_part(backend, pipe, request, value)
+            pipe.execute()
+        for request, value in items:
+            if request.group and last.get(request.group) is request:
+                backend.on_chord_part_return(request, states.SUCCESS, value)
+
+    @staticmethod
+    def _store_many(backend: RedisBackend, items: Sequence[tuple[BatchRequest, Any]]) -> None:
+        with backend.client.pipeline(transaction=False) as pipe:
+            for request, value in items:
+                meta = backend._get_result_meta(result=value, state=states.SUCCESS, traceback=None, request=request)
+                meta["task_id"] = request.id
+                encoded = backend.encode(meta)
+                key = backend.get_key_for_task(request.id)
+                if backend.expires:
+                    pipe.setex(key, backend.expires, encoded)
+                else:
+                    pipe.set(key, encoded)
+                pipe.publish(key, encoded)
+            pipe.execute()
+
+    @staticmethod
+    def _add_chord_part(backend: RedisBackend, pipe: Any, request: BatchRequest, value: Any) -> None:
+        # The same record as RedisBackend.on_chord_part_return adds, without its count check.
+        jkey = backend.get_key_for_group(request.group, ".j")
+        encoded = backend.encode([1, request.id, states.SUCCESS, backend.encode_result(value, states.SUCCESS)])
+        if backend._chord_zset:
+            pipe.zadd(jkey, {encoded: "+inf" if request.group_index is None else request.group_index})
+        else:
+            pipe.rpush(jkey, encoded)
+        if backend.expires:
+            pipe.expire(jkey, backend.expires)
 
     def fail(self, request: BatchRequest, exc: BaseException) -> None:
         """Store ``exc`` as the request's failure and count it in its chord (the body then fails)."""

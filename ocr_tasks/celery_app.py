@@ -23,7 +23,6 @@ __all__ = [
     "create_celery",
     "celery_config",
     "batch_cap",
-    "app",
     "get_app",
     "DETECT",
     "RECOGNIZE",
@@ -94,7 +93,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "task_track_started": True,
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # No "task-sent" events: each document publishes ~200 crop tasks and the sent events
+        # would double that (Flower still sees received/started/succeeded from the workers).
+        "task_send_sent_event": False,
         "result_expires": settings.result_ttl,
         "task_default_queue": settings.detect_queue,
         "task_routes": {

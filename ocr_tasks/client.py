@@ -18,7 +18,6 @@ from typing import Any
 
 from celery import states
 from celery.exceptions import ChordError
-from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
 from .celery_app import DETECT, create_celery
@@ -98,6 +97,7 @@ class OCRClient:
         if message:
             raise UnsupportedFormat(message)
         doc_id = str(uuid.uuid4())
+        filename = str(filename or "upload")[:255]
         submitted = self.store.put_page(doc_id, data, filename)
         try:
             self.app.send_task(
@@ -105,6 +105,7 @@ class OCRClient:
                 queue=self.settings.detect_queue,
             )
         except (OperationalError, *REDIS_ERRORS) as exc:
+            self.store.forget(doc_id)
             raise ServiceUnavailable(f"cannot reach the broker: {exc}") from exc
         log.info("submitted %s (%s, %d bytes)", doc_id, filename, len(data))
         return doc_id
@@ -125,12 +126,12 @@ class OCRClient:
         info = self.store.info(task_id)
         if info is None:
             return None
-        result = AsyncResult(task_id, app=self.app)
         try:
-            state = public_state(result.state)
-            value = result.result if state in ("SUCCESS", "FAILURE") else None
+            meta = self.app.backend.get_task_meta(task_id)
         except REDIS_ERRORS as exc:
             raise ServiceUnavailable(f"cannot read the result backend: {exc}") from exc
+        state = public_state(str(meta.get("status", states.PENDING)))
+        value = meta.get("result") if state in ("SUCCESS", "FAILURE") else None
         total, done = max(0, info["total"]), max(0, info["done"])
         if state == "PENDING" and info["total"] >= 0:
             state = "STARTED"  # detection ran; the id's own state is set when aggregation starts

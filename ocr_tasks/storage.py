@@ -110,6 +110,13 @@ class PageStore:
         """Remove the page blob (idempotent)."""
         self.client.delete(page_key(doc_id))
 
+    def forget(self, doc_id: str) -> None:
+        """Drop the page and the issued-id record (the task could not be queued); never raises."""
+        try:
+            self.client.delete(page_key(doc_id), doc_key(doc_id))
+        except REDIS_ERRORS:
+            pass
+
     def set_total(self, doc_id: str, total: int) -> None:
         """Record how many boxes detection found (the denominator of progress)."""
         with self.client.pipeline() as pipe:

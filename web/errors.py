@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ocr_tasks import errors as domain
@@ -98,7 +98,10 @@ def _on_invalid_image(exc: domain.InvalidImage) -> Response:
 
 def _on_too_large(exc: RequestEntityTooLarge) -> Response:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    return error_response(f"the request body is larger than the limit of {limit} bytes", 413)
+    length = request.content_length
+    if limit is not None and (length is None or length > int(limit)):
+        return error_response(f"the request body is larger than the limit of {limit} bytes", 413)
+    return error_response("a form field is too large or the form has too many parts", 413)
 
 
 def _on_unavailable(exc: Exception) -> Response:

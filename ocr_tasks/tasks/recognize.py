@@ -46,6 +46,44 @@ def _predict(task: RecognizeTask, crops: list[Any]) -> list[tuple[str, float]]:
     return list(results)
 
 
+def _decode_all(task: RecognizeTask, requests: list[BatchRequest]) -> tuple[list[tuple[BatchRequest, Any]], list[str]]:
+    """Crops of the well-formed requests; each malformed one is failed on its own."""
+    valid: list[tuple[BatchRequest, Any]] = []
+    recorded: list[str] = []
+    for req in requests:
+        try:
+            valid.append((req, crop_from_payload(req.args[0])))
+        except (ValueError, IndexError, TypeError) as exc:
+            if task.record(req, exc=ValueError(f"crop {req.id}: {exc}")):
+                recorded.append(req.id)
+    return valid, recorded
+
+
+def _fail_all(task: RecognizeTask, valid: list[tuple[BatchRequest, Any]], exc: Exception) -> list[str]:
+    log.error("recognizer failed on a batch of %d crops", len(valid), exc_info=exc)
+    failure = RecognitionFailed(f"recognizer failed on a batch of {len(valid)} crops: {type(exc).__name__}: {exc}")
+    return [req.id for req, _ in valid if task.record(req, exc=failure)]
+
+
+def _complete_all(
+    task: RecognizeTask, valid: list[tuple[BatchRequest, Any]], texts: list[tuple[str, float]], seconds: float
+) -> list[str]:
+    items = [
+        (req, recognized_value(req.args[0], text, conf, {**req.batch, "seconds": seconds}))
+        for (req, _), (text, conf) in zip(valid, texts)
+    ]
+    try:
+        task.complete_many(items)
+    except REDIS_ERRORS:
+        log.error("cannot record %d crops; they will be requeued", len(items), exc_info=True)
+        return []
+    try:
+        task.store.add_done(Counter(str(req.args[0]["doc"]) for req, _ in items))
+    except REDIS_ERRORS:
+        log.warning("cannot update the progress of %d crops", len(items), exc_info=True)
+    return [req.id for req, _ in items]
+
+
 def recognize_batch(self: RecognizeTask, requests: list[BatchRequest]) -> list[str]:
     """Recognise every crop of the flush in one call and record one result per request.
 
@@ -55,34 +93,16 @@ def recognize_batch(self: RecognizeTask, requests: list[BatchRequest]) -> list[s
     Returns:
         Ids of the requests recorded in the result backend (the others are requeued).
     """
-    recorded: list[str] = []
-    valid: list[tuple[BatchRequest, Any]] = []
-    for req in requests:
-        try:
-            valid.append((req, crop_from_payload(req.args[0])))
-        except (ValueError, IndexError, TypeError) as exc:
-            if self.record(req, exc=ValueError(f"crop {req.id}: {exc}")):
-                recorded.append(req.id)
+    valid, recorded = _decode_all(self, requests)
     t0 = time.perf_counter()
     try:
         texts = _predict(self, [crop for _, crop in valid]) if valid else []
     except Exception as exc:  # noqa: BLE001 - any recognizer error must fail the requests, not lose them
-        log.error("recognizer failed on a batch of %d crops", len(valid), exc_info=True)
-        failure = RecognitionFailed(f"recognizer failed on a batch of {len(valid)} crops: {type(exc).__name__}: {exc}")
-        return recorded + [req.id for req, _ in valid if self.record(req, exc=failure)]
+        return recorded + _fail_all(self, valid, exc)
     seconds = time.perf_counter() - t0
-    done: Counter[str] = Counter()
-    for (req, _), (text, conf) in zip(valid, texts):
-        value = recognized_value(req.args[0], text, conf, {**req.batch, "seconds": seconds})
-        if self.record(req, value):
-            recorded.append(req.id)
-            done[str(req.args[0]["doc"])] += 1
-    try:
-        self.store.add_done(done)
-    except REDIS_ERRORS:
-        log.warning("cannot update progress of %d documents", len(done), exc_info=True)
-    log.info("batch %s: %d crops (%s) in %.3f s", requests[0].batch.get("id") if requests else "-",
-             len(requests), requests[0].batch.get("cause") if requests else "-", seconds)
+    recorded += _complete_all(self, valid, texts, seconds)
+    batch = requests[0].batch if requests else {}
+    log.info("batch %s: %d crops (%s) in %.3f s", batch.get("id"), len(requests), batch.get("cause"), seconds)
     return recorded
 
 

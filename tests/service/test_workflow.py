@@ -124,6 +124,23 @@ def test_chord_with_batched_header_runs_its_body(noop_stack: Stack) -> None:
     assert [w["text"] for w in doc["words"]] == ["w10", "w20", "w30", "w40", "w50"]
 
 
+def test_malformed_crop_fails_only_itself_and_its_chord(noop_stack: Stack) -> None:
+    """A bad payload in a batch fails its own request; the others are stored; the chord errors."""
+    client = noop_stack.client()
+    doc_id = str(uuid.uuid4())
+    good = encode_crop(grid_page()[:30, :50, 0])
+    payloads = [{"doc": doc_id, "index": i, "quad": [[0, 0]] * 4, "crop": good} for i in range(3)]
+    payloads.append({"doc": doc_id, "index": 3, "quad": [[0, 0]] * 4, "crop": {"shape": [9, 9], "data": b"x"}})
+    header = [client.app.signature("ocr.recognize", args=(p,), task_id=f"{doc_id}.{p['index']}") for p in payloads]
+    ref = {**document_ref(doc_id, "x.png", time.time()), "width": 600, "height": 800, "boxes": 4,
+           "detect_started": time.time(), "detect_finished": time.time()}
+    result = chord(header, client.app.signature("ocr.aggregate", args=(ref,))).apply_async()
+    with pytest.raises(Exception, match="crop data has 1 bytes"):
+        result.get(timeout=30)
+    states = [AsyncResult(f"{doc_id}.{i}", app=client.app).state for i in range(4)]
+    assert states == ["SUCCESS", "SUCCESS", "SUCCESS", "FAILURE"]
+
+
 def test_corrupt_upload_fails_clearly_and_workers_keep_serving(noop_stack: Stack, page_png: bytes) -> None:
     """A truncated PNG fails its document with a readable error; the next document succeeds."""
     client = noop_stack.client()
@@ -202,7 +219,8 @@ def test_real_models_round_trip(real_model_dir, page_png: bytes) -> None:  # typ
         doc = status["result"]
         assert set(doc) >= {"words", "lines", "text", "width", "height", "timings", "batches"}
         assert (doc["width"], doc["height"]) == (640, 480)
-        assert status["progress"]["done"] == status["progress"]["total"]
+        assert status["progress"]["done"] == status["progress"]["total"] >= 1
+        assert all(isinstance(w["text"], str) and w["text"] for w in doc["words"])
         assert sum(b["crops"] for b in doc["batches"]) == status["progress"]["total"]
         assert "recognizer ready" in stack.logs("recognize")
 

@@ -1,0 +1,145 @@
+"""``ocr-pipeline train detector`` and ``ocr-pipeline train tune-detector`` (registered via TRAIN_TARGETS)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["TRAIN_TARGETS", "add_train_detector", "add_tune_detector"]
+
+
+def _resolve_device(name: str) -> str:
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    """Run ``train detector``."""
+    from .detector import DetectorTrainConfig, train_detector
+
+    options: dict[str, Any] = json.loads(args.options) if args.options else {}
+    if args.width is not None:
+        options["width"] = args.width
+    cfg = DetectorTrainConfig(
+        out_dir=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        crops_per_page=args.crops_per_page,
+        lr=args.lr,
+        warmup=args.warmup,
+        seed=args.seed,
+        device=_resolve_device(args.device),
+        amp=not args.no_amp,
+        workers=args.workers,
+        val_pages=args.val_pages,
+        val_every=args.val_every,
+        ckpt_every=args.ckpt_every,
+        threads=args.threads,
+        options=options,
+    )
+    result = train_detector(cfg, resume=not args.restart, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in result.items() if k != "losses"}))
+    return 0
+
+
+def add_train_detector(sub: Any) -> None:
+    """Register ``train detector``."""
+    p = sub.add_parser("detector", help="train the light CRAFT detector on synthetic pages")
+    p.add_argument("--out", default="runs/detector", help="run directory (checkpoints, logs)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--crop", type=int, default=384, help="square crop side in network input pixels (multiple of 32)"
+    )
+    p.add_argument("--crops-per-page", type=int, default=8, help="training crops cut from each rendered page")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=150)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--workers", type=int, default=1, help="page-rendering worker processes")
+    p.add_argument("--val-pages", type=int, default=12, help="held-out synthetic pages for validation")
+    p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--width", type=float, default=None, help="LightCRAFT channel multiplier (default 1.0)")
+    p.add_argument("--options", help="JSON LightCRAFT constructor options, e.g. '{\"width\": 1.5}'")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_detector)
+
+
+def cmd_tune_detector(args: argparse.Namespace) -> int:
+    """Run ``train tune-detector``."""
+    from .detector_tune import TuneGrid, format_table, tune_detector
+
+    grid = TuneGrid(
+        text_threshold=_floats(args.text),
+        link_threshold=_floats(args.link),
+        low_text=_floats(args.low),
+        canvas_size=_ints(args.canvas),
+        mag_ratio=_floats(args.mag),
+        top_sizes=args.top_sizes,
+    )
+    best = tune_detector(
+        args.run_dir,
+        pages=args.pages,
+        grid=grid,
+        device=_resolve_device(args.device),
+        threads=args.threads,
+        checkpoint=args.checkpoint,
+        progress=not args.no_progress,
+    )
+    print(format_table(best["table"]))
+    print(json.dumps({k: v for k, v in best.items() if k != "table"}))
+    print(f"wrote {args.run_dir}/thresholds.json", file=sys.stderr)
+    return 0
+
+
+def add_tune_detector(sub: Any) -> None:
+    """Register ``train tune-detector``."""
+    from .detector_tune import TuneGrid
+
+    g = TuneGrid()
+
+    def csv(values: tuple[Any, ...]) -> str:
+        return ",".join(str(v) for v in values)
+
+    p = sub.add_parser(
+        "tune-detector",
+        help="grid-search detector post-processing on held-out synthetic pages; writes RUN_DIR/thresholds.json",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a detector training run directory")
+    p.add_argument("--pages", type=int, default=24, help="held-out synthetic tuning pages")
+    p.add_argument("--checkpoint", default=None, help="weights to tune (default RUN_DIR/best.pth)")
+    p.add_argument("--text", default=csv(g.text_threshold), help="text_threshold values (comma-separated)")
+    p.add_argument("--link", default=csv(g.link_threshold), help="link_threshold values")
+    p.add_argument("--low", default=csv(g.low_text), help="low_text values")
+    p.add_argument("--canvas", default=csv(g.canvas_size), help="canvas_size values")
+    p.add_argument("--mag", default=csv(g.mag_ratio), help="mag_ratio values")
+    p.add_argument(
+        "--top-sizes", type=int, default=g.top_sizes, help="sizes searched with the full threshold grid"
+    )
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_tune_detector)
+
+
+#: ``train`` targets contributed by the detector trainer (read by :mod:`ocr_tasks.training.cli`).
+TRAIN_TARGETS: list[Callable[[Any], None]] = [add_train_detector, add_tune_detector]
