@@ -29,30 +29,34 @@ from ocr_tasks.models.registry import list_specs  # noqa: E402
 
 
 class MacCounter:
-    """Forward-hook multiply-accumulate counter for Conv2d, Linear, LSTM and LSTMCell."""
+    """Multiply-accumulates of one forward pass.
+
+    torch's FlopCounterMode counts every convolution and matrix product at the aten level
+    (so functional convolutions, e.g. LightCRAFT's folded BatchNorm path, are included, and so is
+    LSTMCell); it does not see inside ``nn.LSTM``, which forward hooks add here.
+    """
 
     def __init__(self, model: nn.Module) -> None:
-        self.macs = 0
-        self.handles = [m.register_forward_hook(self.hook) for m in model.modules()]
+        from torch.utils.flop_counter import FlopCounterMode
+
+        self.lstm_macs = 0
+        self.handles = [m.register_forward_hook(self.hook) for m in model.modules() if isinstance(m, nn.LSTM)]
+        self.mode = FlopCounterMode(display=False)
+        self.mode.__enter__()
 
     def hook(self, module: nn.Module, inputs, output) -> None:  # noqa: ANN001
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
-            self.macs += output.numel() * k
-        elif isinstance(module, nn.Linear):
-            self.macs += output.numel() * module.in_features
-        elif isinstance(module, nn.LSTM):
-            out = output[0]
-            dirs = 2 if module.bidirectional else 1
-            steps = out.shape[0] * out.shape[1]
-            h = module.hidden_size
-            self.macs += steps * dirs * 4 * h * (module.input_size + h)
-        elif isinstance(module, nn.LSTMCell):
-            b = output[0].shape[0]
-            h = module.hidden_size
-            self.macs += b * 4 * h * (module.input_size + h)
+        out = output[0]
+        dirs = 2 if module.bidirectional else 1
+        steps = out.shape[0] * out.shape[1]
+        h = module.hidden_size
+        self.lstm_macs += steps * dirs * 4 * h * (module.input_size + h)
+
+    @property
+    def macs(self) -> int:
+        return self.mode.get_total_flops() // 2 + self.lstm_macs
 
     def close(self) -> None:
+        self.mode.__exit__(None, None, None)
         for h in self.handles:
             h.remove()
 
@@ -93,12 +97,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--crops", type=int, default=200)
     ap.add_argument("--skip-full-craft", action="store_true", help="skip the 20M-param VGG CRAFT (slow on CPU)")
+    ap.add_argument("--only", nargs="*", help="benchmark only these registry names")
     ap.add_argument("--json", help="write the table as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for spec in list_specs():
         if spec.arch == "craft" and args.skip_full_craft:
+            continue
+        if args.only and spec.name not in args.only:
             continue
         if spec.name == "craft_ic15_20k":
             continue  # same architecture as craft_mlt_25k

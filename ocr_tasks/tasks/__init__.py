@@ -1,7 +1,8 @@
 """The service's Celery tasks: ``ocr.detect``, ``ocr.recognize`` (batched), ``ocr.aggregate``.
 
 Tasks are registered on an explicit app by :func:`register_tasks` (called by
-:func:`ocr_tasks.celery_app.create_celery`), never on a global one.
+:func:`ocr_tasks.celery_app.create_celery`), never on a global one, and not as "shared"
+tasks: each app keeps the options (batch cap, timeout) of its own settings.
 """
 
 from __future__ import annotations

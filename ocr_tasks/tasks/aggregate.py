@@ -31,4 +31,4 @@ def aggregate(self: OCRTask, results: list[dict[str, Any]], ref: dict[str, Any])
 
 def register(app: Celery) -> Any:
     """Register ``ocr.aggregate`` on ``app``."""
-    return app.task(bind=True, base=OCRTask, name=AGGREGATE)(aggregate)
+    return app.task(bind=True, base=OCRTask, name=AGGREGATE, shared=False)(aggregate)

@@ -44,4 +44,4 @@ def detect(self: OCRTask, ref: dict[str, Any]) -> Any:
 
 def register(app: Celery) -> Any:
     """Register ``ocr.detect`` on ``app``."""
-    return app.task(bind=True, base=OCRTask, name=DETECT)(detect)
+    return app.task(bind=True, base=OCRTask, name=DETECT, shared=False)(detect)

@@ -113,6 +113,7 @@ def register(app: Celery) -> Any:
         bind=True,
         base=RecognizeTask,
         name=RECOGNIZE,
+        shared=False,
         flush_every=batch_cap(settings),
         flush_interval=settings.batch_timeout,
     )(recognize_batch)

@@ -102,9 +102,6 @@ class SynthCropStream(IterableDataset):
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         torch.set_num_threads(1)
-        import cv2
-
-        cv2.setNumThreads(1)
         rnd = random.Random(self.base_seed * 7919 + wid + self.start_page)
         buffer: list[tuple[np.ndarray, str, int]] = []
         page = self.start_page + wid
@@ -198,6 +195,11 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
     device = torch.device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    # OpenCV's own thread pool would fight torch for the cores, and a pool alive at fork time
+    # can deadlock the data workers: keep it single-threaded before any worker starts.
+    import cv2
+
+    cv2.setNumThreads(1)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % (2**32))

@@ -6,6 +6,7 @@ never touch the shared Redis on 6379.
 
 from __future__ import annotations
 
+import gc
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,18 @@ def grid_page(rows: int = 20, cols: int = 10, cell: tuple[int, int] = (40, 60)) 
         for c in range(cols):
             page[r * h : (r + 1) * h, c * w : (c + 1) * w] = 10 + r * cols + c
     return page
+
+
+@pytest.fixture(autouse=True)
+def _collect_results() -> Iterator[None]:
+    """Collect leftover AsyncResults while their stack still runs.
+
+    An AsyncResult unsubscribes from its result channel when it is deleted; one kept alive by
+    a reference cycle (an exception traceback) would otherwise try that against a stopped
+    redis-server at interpreter exit.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -131,3 +131,11 @@ def test_flush_never_hands_the_task_more_than_the_cap(monkeypatch: pytest.Monkey
     task.flush(list(range(10)))
     task.flush(list(range(3)))
     assert calls == [(4, "size"), (4, "size"), (2, "size"), (3, "timeout")]
+
+
+def test_each_app_keeps_its_own_batch_settings() -> None:
+    """Apps built in one process do not share task options (tasks are not 'shared')."""
+    first = create_celery(Settings(models="noop", batch_size="7", batch_timeout=0.3))
+    second = create_celery(Settings(models="noop", batch_size="9", batch_timeout=0.6))
+    assert (first.tasks["ocr.recognize"].flush_every, first.tasks["ocr.recognize"].flush_interval) == (7, 0.3)
+    assert (second.tasks["ocr.recognize"].flush_every, second.tasks["ocr.recognize"].flush_interval) == (9, 0.6)
