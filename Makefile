@@ -4,13 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: help install system-deps test test-fast test-service lint bench-models clean run build up down logs
+.PHONY: help install system-deps test test-fast test-service lint bench-models bench-service clean run build up down logs
 
 help:
 	@echo "make install       create $(VENV) and install the project with all extras"
 	@echo "make test          install everything, then run the whole test suite"
 	@echo "make lint          ruff"
 	@echo "make bench-models  params / FLOPs / CPU latency of every architecture"
+	@echo "make bench-service sequential vs batched table on a throwaway noop stack (ocr-pipeline bench)"
 	@echo "make run           the whole service locally (honcho: web, workers, Flower; redis if none)"
 	@echo "make test-service  the service tests (own redis-server and workers, ~1 min)"
 	@echo "make build|up|down|logs  the docker compose stack (docker-compose.yml)"
@@ -42,6 +43,10 @@ lint: $(VENV)/.installed
 
 bench-models: $(VENV)/.installed
 	$(PY) benchmarks/bench_models.py
+
+# sequential-vs-batched table on throwaway noop stacks (docs/monitoring.md, docs/BENCHMARKS.md)
+bench-service: $(VENV)/.installed
+	$(PY) -m ocr_tasks bench --spawn --models noop --docs 10,100 --mode both --json artifacts/bench/noop.json
 
 # --- service -------------------------------------------------------------------------
 COMPOSE ?= docker compose

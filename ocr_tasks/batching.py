@@ -93,6 +93,23 @@ class RecognitionBatches(Batches):
 
     abstract = True
 
+    def Strategy(self, task: Any, app: Any, consumer: Any) -> Any:  # noqa: N802 - Celery's name
+        """celery-batches' strategy, with its flush timer re-armed on every consumer (re)start.
+
+        celery-batches arms its periodic flush timer once, on the first message, and keeps the
+        handle forever. A lost broker connection restarts the consumer, which clears the
+        worker's timer: the handle stays set, the timer is never armed again, and a partial
+        batch then waits forever (seen after a Redis restart in tests/service/test_reliability.py).
+        The strategy is rebuilt on every consumer start, so the handle is dropped here.
+        """
+        if self._tref is not None:
+            try:
+                self._tref.cancel()
+            except Exception:  # noqa: BLE001 - an entry of a cleared timer
+                pass
+            self._tref = None
+        return super().Strategy(task, app, consumer)
+
     def flush(self, requests: Collection[Request]) -> Any:
         """Run the buffered requests in batches of at most ``flush_every``."""
         pending = list(requests)
@@ -136,56 +153,107 @@ class RecognitionBatches(Batches):
             callback=on_return,
         )
 
-    def complete(self, request: BatchRequest, value: Any) -> None:
-        """Store ``value`` as the request's result and count it in its chord."""
-        self.backend.mark_as_done(request.id, value, request=request)
+    #: Seconds a per-request result is kept (None: the backend's ``result_expires``).
+    request_result_ttl: int | None = None
 
-    def complete_many(self, items: Sequence[tuple[BatchRequest, Any]]) -> None:
-        """:meth:`complete` for a whole batch in a few Redis round trips instead of three per request.
+    def complete(self, request: BatchRequest, value: Any) -> bool:
+        """Store ``value`` as the request's result and count it in its chord (see :meth:`record_many`)."""
+        return bool(self.record_many([(request, states.SUCCESS, value)]))
 
-        With the Redis backend, every result is stored in one pipeline, and every chord part
-        but the last of each group in this batch is added in a second one; the last part of
-        each group goes through the backend's own ``on_chord_part_return``, which counts the
-        parts (atomically with its own add) and runs the chord body once the header is
-        complete. The part that completes a header is therefore always followed by that
-        check, whichever batch it is in. Other backends get one :meth:`complete` per request.
+    def complete_many(self, items: Sequence[tuple[BatchRequest, Any]]) -> set[str]:
+        """:meth:`complete` for a whole batch (see :meth:`record_many`)."""
+        return self.record_many([(request, states.SUCCESS, value) for request, value in items])
+
+    def fail(self, request: BatchRequest, exc: BaseException) -> bool:
+        """Store ``exc`` as the request's failure and count it in its chord (the body then fails)."""
+        return bool(self.record_many([(request, states.FAILURE, exc)]))
+
+    def record_many(self, items: Sequence[tuple[BatchRequest, str, Any]]) -> set[str]:
+        """Record ``(request, state, value or exception)`` items, idempotently per task id.
+
+        A request is recorded at most once: the first record of a task id (the crop
+        ``<document>.<box index>``) wins and is kept for ``request_result_ttl`` seconds. A
+        redelivered message (its worker died before acknowledging it, or the Redis visibility
+        timeout expired) is recorded again with that first value, so its chord part is the
+        same zset member and the chord counts every crop exactly once, whatever the number of
+        deliveries. With the Redis backend this costs three round trips per batch: one
+        pipeline stores every result (each only if absent), one adds the chord parts but the
+        last of each group, and the backend's own ``on_chord_part_return`` adds that last part,
+        counts the parts and runs the chord body once the header is complete. Other backends
+        get Celery's ``mark_as_done`` / ``mark_as_failure`` (not deduplicated).
+
+        Returns:
+            Ids recorded for the first time (duplicates are recorded but not returned).
         """
         backend = self.backend
         if not isinstance(backend, RedisBackend):
-            for request, value in items:
-                self.complete(request, value)
-            return
-        self._store_many(backend, items)
-        last: dict[str, BatchRequest] = {r.group: r for r, _ in items if r.chord and r.group}
+            for request, state, value in items:
+                if state == states.SUCCESS:
+                    backend.mark_as_done(request.id, value, request=request)
+                else:
+                    backend.mark_as_failure(request.id, value, traceback=_trace(value), request=request)
+            return {request.id for request, _, _ in items}
+        canonical, fresh = self._store_first(backend, items)
+        last: dict[str, BatchRequest] = {r.group: r for r, _, _ in canonical if r.chord and r.group}
         with backend.client.pipeline() as pipe:
-            for request, value in items:
+            for request, state, value in canonical:
                 if request.chord and request.group and last[request.group] is not request:
-                    self._add_chord_part(backend, pipe, request, value)
+                    self._add_chord_part(backend, pipe, request, value, state)
             pipe.execute()
-        for request, value in items:
-            if request.group and last.get(request.group) is request:
-                backend.on_chord_part_return(request, states.SUCCESS, value)
+        for request, state, value in canonical:
+            if request.chord and request.group and last.get(request.group) is request:
+                backend.on_chord_part_return(request, state, value)
+        return fresh
 
-    @staticmethod
-    def _store_many(backend: RedisBackend, items: Sequence[tuple[BatchRequest, Any]]) -> None:
+    def _store_first(
+        self, backend: RedisBackend, items: Sequence[tuple[BatchRequest, str, Any]]
+    ) -> tuple[list[tuple[BatchRequest, str, Any]], set[str]]:
+        ttl = int(self.request_result_ttl or backend.expires or 86_400)
+        script = backend.client.register_script(_STORE_IF_ABSENT)
+        encoded_items = []
         with backend.client.pipeline(transaction=False) as pipe:
-            for request, value in items:
-                meta = backend._get_result_meta(result=value, state=states.SUCCESS, traceback=None, request=request)
+            for request, state, value in items:
+                meta = backend._get_result_meta(
+                    result=backend.encode_result(value, state), state=state, traceback=_trace(value) if state != states.SUCCESS else None,
+                    request=request,
+                )
                 meta["task_id"] = request.id
                 encoded = backend.encode(meta)
-                key = backend.get_key_for_task(request.id)
-                if backend.expires:
-                    pipe.setex(key, backend.expires, encoded)
-                else:
-                    pipe.set(key, encoded)
-                pipe.publish(key, encoded)
+                encoded_items.append(encoded)
+                script(keys=[backend.get_key_for_task(request.id)], args=[encoded, ttl], client=pipe)
+            previous = pipe.execute()
+        canonical: list[tuple[BatchRequest, str, Any]] = []
+        fresh: set[str] = set()
+        again: list[str] = []
+        with backend.client.pipeline(transaction=False) as pipe:
+            for (request, state, value), encoded, old in zip(items, encoded_items, previous):
+                if old or request.id in fresh:  # recorded before, or twice in this batch
+                    again.append(request.id)
+                if not old:
+                    fresh.add(request.id)
+                    canonical.append((request, state, value))
+                    pipe.publish(backend.get_key_for_task(request.id), encoded)
+                    continue
+                meta = backend.decode_result(old)
+                first_state = str(meta.get("status", state))
+                first = meta.get("result")
+                if first_state in states.EXCEPTION_STATES:
+                    first = backend.exception_to_python(first)
+                canonical.append((request, first_state, first))
             pipe.execute()
+        if again:
+            log.warning(
+                "%d crop(s) were delivered again (e.g. %s); keeping their first results", len(again), again[0]
+            )
+        return canonical, fresh
 
     @staticmethod
-    def _add_chord_part(backend: RedisBackend, pipe: Any, request: BatchRequest, value: Any) -> None:
+    def _add_chord_part(
+        backend: RedisBackend, pipe: Any, request: BatchRequest, value: Any, state: str = states.SUCCESS
+    ) -> None:
         # The same record as RedisBackend.on_chord_part_return adds, without its count check.
         jkey = backend.get_key_for_group(request.group, ".j")
-        encoded = backend.encode([1, request.id, states.SUCCESS, backend.encode_result(value, states.SUCCESS)])
+        encoded = backend.encode([1, request.id, state, backend.encode_result(value, state)])
         if backend._chord_zset:
             pipe.zadd(jkey, {encoded: "+inf" if request.group_index is None else request.group_index})
         else:
@@ -193,7 +261,17 @@ class RecognitionBatches(Batches):
         if backend.expires:
             pipe.expire(jkey, backend.expires)
 
-    def fail(self, request: BatchRequest, exc: BaseException) -> None:
-        """Store ``exc`` as the request's failure and count it in its chord (the body then fails)."""
-        trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-        self.backend.mark_as_failure(request.id, exc, traceback=trace, request=request)
+
+#: Store KEYS[1] = ARGV[1] with a TTL of ARGV[2] seconds unless it exists; return the old value.
+_STORE_IF_ABSENT = """
+local old = redis.call('GET', KEYS[1])
+if old then return old end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return false
+"""
+
+
+def _trace(value: Any) -> str | None:
+    if isinstance(value, BaseException):
+        return "".join(tb.format_exception(type(value), value, value.__traceback__))
+    return None

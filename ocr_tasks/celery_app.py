@@ -11,9 +11,13 @@ worker process that first needs them (:mod:`ocr_tasks.tasks.base`).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
+from celery.utils.objects import FallbackContext
 
 from .noop import NOOP_MODES
 from .settings import Settings, get_settings
@@ -23,6 +27,7 @@ __all__ = [
     "create_celery",
     "celery_config",
     "batch_cap",
+    "restore_interval",
     "get_app",
     "DETECT",
     "RECOGNIZE",
@@ -42,9 +47,40 @@ _MODEL_MODES = ("real", *NOOP_MODES)
 
 
 class OCRCelery(Celery):
-    """A Celery app that carries the service :class:`Settings` it was built from."""
+    """A Celery app that carries the service :class:`Settings` it was built from.
+
+    It can also publish many messages in a few Redis round trips (:meth:`batched_publishing`).
+    """
 
     settings: Settings
+    _publishing = threading.local()
+
+    @contextmanager
+    def batched_publishing(self, max_size: int = 1000) -> Iterator[Any]:
+        """Every message this thread publishes inside the block goes out in pipelined batches.
+
+        kombu's ``Producer.batch`` buffers the publishes of one producer (Redis: one pipeline
+        per ``max_size`` commands instead of a client and a round trip per message); Celery's
+        ``group``/``chord`` acquire their producer through :meth:`producer_or_acquire`, which
+        hands out this producer while the block runs. Messages are sent when the block exits
+        normally and dropped when it raises (kombu's semantics), so callers publish again
+        unbatched on failure. Transports without batching publish at once.
+        """
+        with self.producer_pool.acquire(block=True) as producer:
+            with producer.batch(max_size):
+                self._publishing.current = (self, producer)
+                try:
+                    yield producer
+                finally:
+                    self._publishing.current = None
+
+    def producer_or_acquire(self, producer: Any = None) -> Any:
+        """Celery's, but inside :meth:`batched_publishing` the batching producer of this thread."""
+        if producer is None:
+            current = getattr(self._publishing, "current", None)
+            if current is not None and current[0] is self:
+                return FallbackContext(current[1], None)
+        return super().producer_or_acquire(producer)
 
 
 def batch_cap(settings: Settings) -> int:
@@ -65,11 +101,20 @@ def batch_cap(settings: Settings) -> int:
     return value
 
 
+def restore_interval(settings: Settings) -> int:
+    """Seconds between two sweeps for abandoned (unacknowledged, timed-out) Redis messages."""
+    return max(1, min(10, settings.visibility_timeout // 4))
+
+
 def _check(settings: Settings) -> None:
     if settings.models not in _MODEL_MODES:
         raise ValueError(f"OCR_MODELS={settings.models!r}: expected one of {', '.join(_MODEL_MODES)}")
     if settings.batch_timeout <= 0:
         raise ValueError(f"OCR_BATCH_TIMEOUT={settings.batch_timeout} must be positive (seconds)")
+    if settings.visibility_timeout < 1:
+        raise ValueError(f"OCR_VISIBILITY_TIMEOUT={settings.visibility_timeout} must be at least 1 (seconds)")
+    if settings.max_backlog < 0 or settings.worker_max_memory_kb < 0:
+        raise ValueError("OCR_MAX_BACKLOG and OCR_WORKER_MAX_MEMORY_KB must be 0 (no limit) or positive")
     if settings.recognize_queue in (settings.detect_queue, settings.aggregate_queue):
         raise ValueError("OCR_RECOGNIZE_QUEUE must differ from OCR_DETECT_QUEUE and OCR_AGGREGATE_QUEUE")
     batch_cap(settings)
@@ -107,8 +152,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # batch can fill (workers/recognize.py).
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "broker_transport_options": {"visibility_timeout": 3600},
+        # Not True: on a lost Redis connection Celery would cancel the running late-ack tasks and
+        # record them as retried in the result backend, which is the same unreachable Redis, and
+        # the worker dies of that error ("Unrecoverable error"; tests/service/test_reliability.py).
+        # A running task finishes instead; its message, never acknowledged, is delivered again
+        # after the visibility timeout and the repeated work is idempotent (docs/reliability.md).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Redis broker: a delivered message unacknowledged for visibility_timeout seconds (its
+        # worker died) goes back to its queue; every worker sweeps for such messages every
+        # restore_interval seconds (kombu's default would be 10 x 10 s). RabbitMQ requeues the
+        # unacknowledged messages of a lost connection at once and ignores these options.
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": restore_interval(settings),
+            "unacked_restore_throttle": 1,
+        },
+        # A detect pool process that grew past this (KiB) after a task is replaced (0 = off).
+        "worker_max_memory_per_child": settings.worker_max_memory_kb or None,
         "task_publish_retry_policy": {
             "max_retries": 3,
             "interval_start": 0,

@@ -237,6 +237,12 @@ def _optional_commands() -> list[Callable[[Any], None]]:
         found.extend(getattr(evaluation_cli, "COMMANDS", []))
     except ImportError:  # evaluation module not present
         pass
+    try:
+        from .bench import cli as bench_cli
+
+        found.extend(getattr(bench_cli, "COMMANDS", []))
+    except ImportError:  # bench module not present
+        pass
     return found
 
 

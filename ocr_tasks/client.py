@@ -21,7 +21,7 @@ from celery.exceptions import ChordError
 from kombu.exceptions import OperationalError
 
 from .celery_app import DETECT, create_celery
-from .errors import ImageTooLarge, InvalidImage, ServiceUnavailable, UnsupportedFormat
+from .errors import ImageTooLarge, InvalidImage, Overloaded, ServiceUnavailable, UnsupportedFormat
 from .imaging import sniff_unsupported
 from .settings import Settings, get_settings
 from .storage import REDIS_ERRORS, PageStore, redact_url
@@ -37,6 +37,20 @@ _STARTED = frozenset({states.STARTED, states.RETRY, states.RECEIVED, "PROGRESS"}
 _FAILED = frozenset({states.FAILURE, states.REVOKED, states.REJECTED, "IGNORED"})
 _ID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 _DEPENDENCY = re.compile(r"^Dependency (\S+) raised (.*)$", re.S)
+
+
+def _priority_lists(queue: str) -> list[str]:
+    """The Redis lists kombu keeps a queue in (one per priority step; no suffix for priority 0)."""
+    return [queue] + [f"{queue}\x06\x16{step}" for step in (3, 6, 9)]
+
+
+def _amqp_errors() -> tuple[type[Exception], ...]:
+    try:
+        from amqp.exceptions import AMQPError
+
+        return (AMQPError, OSError)
+    except ImportError:  # pragma: no cover - amqp comes with kombu
+        return (OSError,)
 
 
 def document_ref(doc_id: str, filename: str, submitted_at: float) -> dict[str, Any]:
@@ -78,6 +92,7 @@ class OCRClient:
         self.settings = settings or get_settings()
         self.store = PageStore(self.settings)
         self.app = create_celery(self.settings, tasks=False)
+        self._broker_client: Any = None
 
     def submit(self, data: bytes, filename: str) -> str:
         """Store the page in Redis and queue ``ocr.detect``; returns the document id.
@@ -144,6 +159,63 @@ class OCRClient:
             "result": value if state == "SUCCESS" else None,
             "error": _error_text(value) if state == "FAILURE" else None,
         }
+
+    def backlog(self) -> int:
+        """Documents waiting in the detect queue (accepted, not yet taken by a detect worker).
+
+        Raises:
+            ServiceUnavailable: the broker cannot be reached.
+        """
+        queue = self.settings.detect_queue
+        try:
+            if self.settings.broker.startswith(("redis://", "rediss://", "unix://")):
+                client = self.store.client if self.settings.broker == self.settings.redis_url else self._broker_redis()
+                with client.pipeline(transaction=False) as pipe:
+                    for name in _priority_lists(queue):
+                        pipe.llen(name)
+                    return sum(int(n) for n in pipe.execute())
+            return self._amqp_queue_length(queue)
+        except (OperationalError, *REDIS_ERRORS, *_amqp_errors()) as exc:
+            raise ServiceUnavailable(f"cannot read the detect queue: {exc}") from exc
+
+    def check_capacity(self, incoming: int = 1) -> None:
+        """Refuse new documents when the detect backlog would pass ``OCR_MAX_BACKLOG`` (0: no limit).
+
+        Raises:
+            Overloaded: the queue is full. ServiceUnavailable: the broker cannot be reached.
+        """
+        limit = self.settings.max_backlog
+        if limit <= 0:
+            return
+        waiting = self.backlog()
+        if waiting + incoming > limit:
+            raise Overloaded(
+                f"the service is busy: {waiting} documents are waiting for detection and this request "
+                f"adds {incoming}, over the limit of {limit} (OCR_MAX_BACKLOG); retry later"
+            )
+
+    def _amqp_queue_length(self, queue: str) -> int:
+        from amqp.exceptions import NotFound
+
+        with self.app.pool.acquire(block=True, timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
+            channel = conn.channel()
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except NotFound:  # no worker declared it yet: nothing waits in it
+                return 0
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001 - a channel closed by the broker after NotFound
+                    pass
+
+    def _broker_redis(self) -> Any:
+        if self._broker_client is None:
+            import redis
+
+            self._broker_client = redis.Redis.from_url(self.settings.broker, socket_connect_timeout=3, socket_timeout=10)
+        return self._broker_client
 
     def ping(self) -> None:
         """Check that Redis (page store and result backend) answers.

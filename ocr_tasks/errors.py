@@ -13,7 +13,9 @@ __all__ = [
     "WeightsMismatch",
     "ServiceError",
     "ServiceUnavailable",
+    "Overloaded",
     "PageMissing",
+    "DocumentStalled",
     "RecognitionFailed",
 ]
 
@@ -58,8 +60,16 @@ class ServiceUnavailable(ServiceError):
     """Redis (page store, result backend) or the broker cannot be reached; retry later."""
 
 
+class Overloaded(ServiceUnavailable):
+    """More documents wait for detection than ``OCR_MAX_BACKLOG``; retry later."""
+
+
 class PageMissing(ServiceError):
     """The uploaded page is not in the page store: it expired (``OCR_PAGE_TTL``) or was never stored."""
+
+
+class DocumentStalled(ServiceError):
+    """A document made no progress for ``OCR_STALL_TIMEOUT`` seconds, even after being resent."""
 
 
 class RecognitionFailed(ServiceError):

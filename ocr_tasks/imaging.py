@@ -122,6 +122,8 @@ def decode_image(
         ) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImage(f"cannot read the image: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - any other parser error on untrusted bytes
+        raise InvalidImage(f"cannot read the image: {type(exc).__name__}: {exc}") from exc
     with img:
         if img.format not in SUPPORTED_FORMATS:
             raise UnsupportedFormat(
@@ -136,9 +138,13 @@ def decode_image(
             )
         if max(width, height) > max_side:
             raise ImageTooLarge(f"the image is {width}x{height}; the longest side allowed is {max_side} px")
-        if getattr(img, "n_frames", 1) > 1 and img.format in ("GIF", "TIFF", "WEBP", "PNG"):
+        try:  # counting frames parses the whole file: a broken one fails here
+            frames = int(getattr(img, "n_frames", 1))
+        except Exception as exc:  # noqa: BLE001 - any parser error on untrusted bytes means "corrupt"
+            raise InvalidImage(f"corrupt image: {type(exc).__name__}: {exc}") from exc
+        if frames > 1 and img.format in ("GIF", "TIFF", "WEBP", "PNG"):
             raise UnsupportedFormat(
-                f"multi-frame {img.format} images ({img.n_frames} frames) are not supported; "
+                f"multi-frame {img.format} images ({frames} frames) are not supported; "
                 "send one page per image"
             )
         try:
@@ -150,6 +156,8 @@ def decode_image(
                 rgb = _to_rgb_array(img)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
             raise InvalidImage(f"corrupt or truncated image: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - Pillow raises TypeError, IndexError, ... on broken files
+            raise InvalidImage(f"corrupt image: {type(exc).__name__}: {exc}") from exc
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise InvalidImage(f"decoded to an unexpected shape {rgb.shape}")
     return np.ascontiguousarray(rgb)

@@ -9,10 +9,18 @@ service can be tested and load-tested on any machine:
   tied to the crop's content, so tests can check that words come back in the right order.
 - :class:`FailingRecognizer` (``OCR_MODELS=noop-failing``) raises on every batch, to prove
   that a recognizer failure turns into a failed document instead of a hang.
+
+Two test hooks, for the reliability tests: a crop whose pixels are all :data:`POISON_GRAY`
+makes :class:`EchoRecognizer` raise for its whole batch (a recognizer failure inside one
+batch of an otherwise healthy worker), and ``OCR_NOOP_DETECT_SECONDS`` /
+``OCR_NOOP_RECOGNIZE_SECONDS`` make each detect call / each recognizer call take that long
+(so a worker can be killed in the middle of one).
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,10 +28,20 @@ import numpy as np
 
 from .schemas import DetectedBox
 
-__all__ = ["GridDetector", "EchoRecognizer", "FailingRecognizer", "NOOP_MODES"]
+__all__ = ["GridDetector", "EchoRecognizer", "FailingRecognizer", "NOOP_MODES", "POISON_GRAY"]
 
 #: Values of ``OCR_MODELS`` served by this module.
 NOOP_MODES = ("noop", "noop-failing")
+
+#: A crop whose every pixel has this gray value makes :class:`EchoRecognizer` fail its batch.
+POISON_GRAY = 3
+
+
+def _delay(var: str) -> float:
+    try:
+        return max(0.0, float(os.environ.get(var, "0") or 0))
+    except ValueError:
+        return 0.0
 
 
 class GridDetector:
@@ -46,8 +64,14 @@ class GridDetector:
 
     def detect(self, image: np.ndarray, thresholds: Mapping[str, Any] | None = None) -> list[DetectedBox]:
         """Boxes of the inked grid cells, row by row (``thresholds`` is accepted and ignored)."""
+        time.sleep(_delay("OCR_NOOP_DETECT_SECONDS"))
         h, w = image.shape[:2]
-        gray = image.min(axis=2) if image.ndim == 3 else image
+        # darkest channel per pixel; np.minimum over channel planes is ~10x faster than
+        # image.min(axis=2) (a reduction over a short last axis), which dominated noop detection
+        if image.ndim == 3 and image.shape[2] == 3:
+            gray = np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
+        else:
+            gray = image.min(axis=2) if image.ndim == 3 else image
         rows, cols = max(1, min(self.rows, h // 8)), max(1, min(self.cols, w // 8))
         ys, xs = np.linspace(0, h, rows + 1), np.linspace(0, w, cols + 1)
         boxes: list[DetectedBox] = []
@@ -69,7 +93,11 @@ class EchoRecognizer:
     """A recognizer that answers ``w<rounded mean gray value>`` for each crop, confidence 1."""
 
     def predict(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
-        """One ``(text, confidence)`` per crop, in order."""
+        """One ``(text, confidence)`` per crop, in order; a :data:`POISON_GRAY` crop fails the call."""
+        time.sleep(_delay("OCR_NOOP_RECOGNIZE_SECONDS"))
+        for crop in crops:
+            if crop.size and int(crop.min()) == int(crop.max()) == POISON_GRAY:
+                raise RuntimeError(f"simulated recognizer failure: poison crop (gray {POISON_GRAY}) in a batch of {len(crops)}")
         return [(f"w{int(round(float(np.mean(crop))))}", 1.0) for crop in crops]
 
 

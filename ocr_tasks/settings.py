@@ -70,6 +70,24 @@ class Settings:
     page_ttl: int = 3_600
     #: ``OCR_MODELS``: "real" (load the configured models) or "noop" (orchestration-only stand-ins).
     models: str = "real"
+    #: ``OCR_VISIBILITY_TIMEOUT``: seconds a task delivered from the Redis broker may stay
+    #: unacknowledged before it is delivered again (a worker that died holding it). Must exceed
+    #: the longest time a message is held: a detect task, or two recognition batches.
+    visibility_timeout: int = 600
+    #: ``OCR_MAX_BACKLOG``: most documents waiting in the detect queue; ``/batch_ocr`` answers
+    #: 503 with ``Retry-After`` beyond it (0 = no limit).
+    max_backlog: int = 1_000
+    #: ``OCR_CROP_RESULT_TTL``: seconds a per-crop result is kept (deleted anyway once its
+    #: document is assembled). It also bounds the window in which a redelivered crop is
+    #: recognised as a duplicate, so keep it above ``OCR_VISIBILITY_TIMEOUT``.
+    crop_result_ttl: int = 7_200
+    #: ``OCR_STALL_TIMEOUT``: a document in flight without any progress for this many seconds
+    #: is sent to detection again (twice at most), then failed (:mod:`ocr_tasks.recovery`;
+    #: 0 = no watchdog). Keep it well above ``OCR_VISIBILITY_TIMEOUT`` and the detect queue wait.
+    stall_timeout: int = 1_800
+    #: ``OCR_WORKER_MAX_MEMORY_KB``: a prefork (detect) worker process is replaced after a task
+    #: that leaves it above this resident memory, in KiB (0 = no limit).
+    worker_max_memory_kb: int = 4_000_000
 
     _ENV = {
         "model_dir": "OCR_MODEL_DIR",
@@ -93,6 +111,11 @@ class Settings:
         "result_ttl": "OCR_RESULT_TTL",
         "page_ttl": "OCR_PAGE_TTL",
         "models": "OCR_MODELS",
+        "visibility_timeout": "OCR_VISIBILITY_TIMEOUT",
+        "max_backlog": "OCR_MAX_BACKLOG",
+        "crop_result_ttl": "OCR_CROP_RESULT_TTL",
+        "worker_max_memory_kb": "OCR_WORKER_MAX_MEMORY_KB",
+        "stall_timeout": "OCR_STALL_TIMEOUT",
     }
 
     @classmethod

@@ -9,6 +9,8 @@ Redis, not through a shared disk or the task message:
   records that the client issued this id (an unknown id otherwise reads as ``PENDING`` in
   Celery). Fields: ``filename``, ``submitted_at``, ``total`` (boxes found, set by detect;
   ``-1`` before), ``done`` (crops recognised so far, incremented by the batch task).
+- ``ocr:inflight``: a sorted set of the ids whose page is held (score: upload time), added
+  with the page and removed with it; its size is the ``ocr_documents_in_flight`` gauge.
 
 Only :mod:`redis` is imported here (no torch, no celery): the web app uses this module.
 """
@@ -25,7 +27,7 @@ import redis
 from .errors import PageMissing, ServiceUnavailable
 from .settings import Settings
 
-__all__ = ["PageStore", "page_key", "doc_key", "redact_url", "REDIS_ERRORS"]
+__all__ = ["PageStore", "page_key", "doc_key", "redact_url", "inflight_count", "INFLIGHT_KEY", "REDIS_ERRORS"]
 
 #: redis-py errors that mean "Redis cannot be reached" (mapped to ServiceUnavailable).
 REDIS_ERRORS: tuple[type[Exception], ...] = (
@@ -43,6 +45,21 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+#: Sorted set of the documents whose page is held (uploaded, not yet assembled), scored by
+#: upload time: the ``ocr_documents_in_flight`` gauge (:mod:`ocr_tasks.monitoring`).
+INFLIGHT_KEY = "ocr:inflight"
+
+
+def inflight_count(client: redis.Redis, page_ttl: int, now: float | None = None) -> int:
+    """Documents in flight: marks younger than ``page_ttl`` (older ones, left by documents whose
+    recognition failed, are dropped here, as their pages expire)."""
+    now = time.time() if now is None else now
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(INFLIGHT_KEY, "-inf", now - page_ttl)
+        pipe.zcard(INFLIGHT_KEY)
+        return int(pipe.execute()[1])
 
 
 def page_key(doc_id: str) -> str:
@@ -87,6 +104,7 @@ class PageStore:
                     mapping={"filename": filename, "submitted_at": repr(now), "total": -1, "done": 0},
                 )
                 pipe.expire(doc_key(doc_id), self.settings.result_ttl)
+                pipe.zadd(INFLIGHT_KEY, {doc_id: now})
                 pipe.execute()
         except REDIS_ERRORS as exc:
             raise ServiceUnavailable(f"cannot store the page in Redis: {exc}") from exc
@@ -107,30 +125,46 @@ class PageStore:
         return bytes(data)
 
     def delete_page(self, doc_id: str) -> None:
-        """Remove the page blob (idempotent)."""
-        self.client.delete(page_key(doc_id))
+        """Remove the page blob and the document's in-flight mark (idempotent)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.delete(page_key(doc_id))
+            pipe.zrem(INFLIGHT_KEY, doc_id)
+            pipe.execute()
 
     def forget(self, doc_id: str) -> None:
         """Drop the page and the issued-id record (the task could not be queued); never raises."""
         try:
-            self.client.delete(page_key(doc_id), doc_key(doc_id))
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.delete(page_key(doc_id), doc_key(doc_id))
+                pipe.zrem(INFLIGHT_KEY, doc_id)
+                pipe.execute()
         except REDIS_ERRORS:
             pass
 
     def set_total(self, doc_id: str, total: int) -> None:
         """Record how many boxes detection found (the denominator of progress)."""
         with self.client.pipeline() as pipe:
-            pipe.hset(doc_key(doc_id), mapping={"total": int(total), "done": 0})
+            pipe.hset(doc_key(doc_id), mapping={"total": int(total), "done": 0, "updated": repr(time.time())})
             pipe.expire(doc_key(doc_id), self.settings.result_ttl)
             pipe.execute()
+
+    def mark_dispatched(self, doc_id: str) -> None:
+        """Record that the document's recognition chord was published (detect ran to the end)."""
+        self.client.hset(doc_key(doc_id), "dispatched", 1)
+
+    def dispatched(self, doc_id: str) -> bool:
+        """Whether :meth:`mark_dispatched` ran for this document."""
+        return bool(self.client.hexists(doc_key(doc_id), "dispatched"))
 
     def add_done(self, counts: Mapping[str, int]) -> None:
         """Add recognised-crop counts per document id, in one round trip."""
         if not counts:
             return
+        now = repr(time.time())
         with self.client.pipeline(transaction=False) as pipe:
             for doc_id, n in counts.items():
                 pipe.hincrby(doc_key(doc_id), "done", int(n))
+                pipe.hset(doc_key(doc_id), "updated", now)  # progress seen by ocr_tasks.recovery
             pipe.execute()
 
     def info(self, doc_id: str) -> dict[str, Any] | None:

@@ -95,7 +95,8 @@ def recognized_value(
 def summarize_batches(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Distinct batches the crops ran in, in order of first use.
 
-    Each entry: ``{"size": crops in the whole batch, "crops": crops of this document,
+    Each entry: ``{"id": the flush's id (the same in every document that shared it),
+    "size": crops in the whole batch, "crops": crops of this document,
     "cause": "size" | "timeout", "seconds": recognizer time}``.
     """
     seen: dict[str, dict[str, Any]] = {}
@@ -104,6 +105,7 @@ def summarize_batches(results: Iterable[Mapping[str, Any]]) -> list[dict[str, An
         key = str(batch.get("id", ""))
         if key not in seen:
             seen[key] = {
+                "id": key,
                 "size": int(batch.get("size", 0)),
                 "crops": 0,
                 "cause": str(batch.get("cause", "")),

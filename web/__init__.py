@@ -54,11 +54,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from . import api, meta, ui
     from .errors import register_error_handlers
+    from .monitoring import init_metrics
     from .services import init_services
 
     init_services(app)
     register_error_handlers(app)
     _security_headers(app)
+    init_metrics(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(meta.bp)
     app.register_blueprint(ui.bp)

@@ -122,8 +122,9 @@ def batch_ocr() -> tuple[Response, int] | Response:
 
     :statuscode 400: no file, wrong field, too many files, empty/corrupt/unsupported file
     :statuscode 413: request body or image pixels over the limit
-    :statuscode 503: broker unavailable (``Retry-After`` set). If it failed after some pages were
-        queued, the body also lists those under ``tasks``: they will run.
+    :statuscode 503: broker unavailable, or more than ``OCR_MAX_BACKLOG`` documents waiting
+        (``Retry-After`` set). If it failed after some pages were queued, the body also lists
+        those under ``tasks``: they will run.
     """
     uploads = collect_uploads(single=False)
     check_params()
@@ -132,6 +133,9 @@ def batch_ocr() -> tuple[Response, int] | Response:
         decode_upload(upload, settings)
     client = get_client()
     client.ping()
+    check_capacity = getattr(client, "check_capacity", None)
+    if check_capacity is not None:  # 503 + Retry-After past OCR_MAX_BACKLOG documents waiting
+        check_capacity(len(uploads))
     tasks: list[dict[str, Any]] = []
     for upload in uploads:
         try:

@@ -70,6 +70,8 @@ DEFAULTS: dict[str, Any] = {
     #: ``ocr_tasks.settings.Settings``, or a mapping of field overrides applied on top of
     #: ``Settings.from_env()``, or None for ``Settings.from_env()`` as is.
     "OCR_SETTINGS": None,
+    #: Serve ``GET /metrics`` (Prometheus) and count requests (web/monitoring.py).
+    "METRICS": True,
     #: Extra ``Content-Security-Policy`` value; the default allows only the app's own files.
     "CONTENT_SECURITY_POLICY": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "

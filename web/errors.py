@@ -9,6 +9,7 @@ Error                                                  Status  Notes
 request body over ``MAX_CONTENT_LENGTH``               413
 ``ocr_tasks.errors.ServiceUnavailable``, Redis/kombu   503     with ``Retry-After``
 connection errors
+``ocr_tasks.errors.Overloaded`` (OCR_MAX_BACKLOG)      503     with ``Retry-After``, names the limit
 ``ocr_tasks.errors.ModelError``                        503     model weights missing or unusable
 any other ``HTTPException``                            its own code, JSON body
 anything else                                          500     logged with the traceback
@@ -112,6 +113,11 @@ def _on_unavailable(exc: Exception) -> Response:
     )
 
 
+def _on_overloaded(exc: domain.ServiceUnavailable) -> Response:
+    log.warning("refusing work: %s", exc)
+    return error_response(str(exc), 503, _retry_after())
+
+
 def _on_model_error(exc: domain.ModelError) -> Response:
     log.error("model unavailable: %s", exc, exc_info=True)
     return error_response(
@@ -141,5 +147,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(domain.ModelError, _on_model_error)
     for exc_type in unavailable_errors():
         app.register_error_handler(exc_type, _on_unavailable)
+    app.register_error_handler(domain.Overloaded, _on_overloaded)
     app.register_error_handler(HTTPException, _on_http)
     app.register_error_handler(Exception, _on_unexpected)

@@ -209,7 +209,7 @@ def openapi_spec() -> dict[str, Any]:
                     ),
                     "400": _error("bad upload (nothing was queued)"),
                     "413": _error("request body or image too large"),
-                    "503": _error("broker unavailable", retry=True),
+                    "503": _error("broker unavailable, or more than OCR_MAX_BACKLOG documents waiting", retry=True),
                 },
             }
         },

@@ -7,6 +7,7 @@ family with a message that names the file and the problem.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,9 @@ from .errors import APIError
 __all__ = ["Upload", "collect_uploads", "check_params", "read_thresholds", "decode_upload"]
 
 FIELD = "file"
+
+#: A directory separator, a ``..`` component or a control character in a client's file name.
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]|(^|[/\\])\.\.($|[/\\])")
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,10 @@ def collect_uploads(*, single: bool) -> list[Upload]:
             raise APIError(
                 f"no file in the field {FIELD!r}; the upload came in field(s) {', '.join(map(repr, others))}"
             )
-        raise APIError(f"no file uploaded; send the image in the multipart field {FIELD!r}")
+        raise APIError(
+            f"no file uploaded; send the image in the multipart field {FIELD!r} (a part whose headers are "
+            "not valid UTF-8, such as a file name in another encoding, is not read as a file)"
+        )
     max_files = 1 if single else int(current_app.config["MAX_FILES"])
     if len(parts) > max_files:
         hint = " (use /batch_ocr for several pages)" if single else ""
@@ -77,6 +84,11 @@ def collect_uploads(*, single: bool) -> list[Upload]:
     uploads = []
     for i, (name, data) in enumerate(parts):
         upload = Upload(index=i, filename=name, data=data)
+        if _UNSAFE_NAME.search(name) or name in (".", ".."):
+            raise APIError(
+                f"{upload.label}: the file name must be a plain name, without directories, '..' or control "
+                "characters (uploaded file names are only labels, never paths)"
+            )
         ext = _extension(upload.filename)
         if ext and ext not in ALLOWED_EXTENSIONS:
             raise APIError(

@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 from celery.signals import worker_ready
 
+from ocr_tasks import monitoring
+from ocr_tasks.autobatch import CANDIDATES
 from ocr_tasks.celery_app import RECOGNIZE, batch_cap, get_app
+from ocr_tasks.result_backend import use_worker_backend
 
 __all__ = ["app", "prefetch_multiplier"]
 
@@ -34,8 +37,19 @@ def prefetch_multiplier(cap: int) -> int:
     return max(1, 2 * cap)
 
 
+def is_auto(settings: Any) -> bool:
+    """``OCR_BATCH_SIZE=auto``: the cap is measured on this device when the worker is ready."""
+    return str(settings.batch_size).strip().lower() in ("", "auto")
+
+
 app = get_app()
-app.conf.worker_prefetch_multiplier = prefetch_multiplier(batch_cap(app.settings))
+use_worker_backend(app)  # no result-channel subscriptions (ocr_tasks/result_backend.py)
+# with "auto" the cap is only known once measured: prefetch enough for the largest candidate
+app.conf.worker_prefetch_multiplier = prefetch_multiplier(
+    max(CANDIDATES) if is_auto(app.settings) else batch_cap(app.settings)
+)
+#: Prometheus endpoint (OCR_RECOGNIZE_METRICS_PORT or OCR_METRICS_PORT; docs/monitoring.md).
+metrics_port = monitoring.setup_worker("recognize", app.settings)
 
 
 @worker_ready.connect(weak=False)
@@ -56,3 +70,22 @@ def _warm(sender: Any = None, **kwargs: Any) -> None:
     if settings.models == "real":
         recognizer.predict([np.full((32, 100), 255, dtype=np.uint8)])
     log.info("recognizer ready in %.2f s", time.perf_counter() - t0)
+    if is_auto(settings):
+        _auto_batch_size(task, recognizer, settings)
+
+
+def _auto_batch_size(task: Any, recognizer: Any, settings: Any) -> None:
+    """``OCR_BATCH_SIZE=auto``: time the recognizer at growing batch sizes and set the cap."""
+    if settings.models != "real":
+        log.info("OCR_BATCH_SIZE=auto: %s models have nothing to measure; batch cap %d", settings.models, task.flush_every)
+        return
+    from ocr_tasks.autobatch import choose_batch_size
+
+    t0 = time.perf_counter()
+    choice = choose_batch_size(recognizer, default=int(task.flush_every))
+    task.flush_every = choice.size
+    log.info(
+        "OCR_BATCH_SIZE=auto: batch cap %d on %s (%s; measured in %.1f s: %s)",
+        choice.size, getattr(recognizer, "device", "?"), choice.reason, time.perf_counter() - t0,
+        ", ".join(f"{m['size']}: {m['crops_per_s']:.0f}/s" for m in choice.measurements),
+    )

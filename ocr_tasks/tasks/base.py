@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Reject
+from celery.worker.request import Request
+from kombu.exceptions import OperationalError
 
 from ..noop import EchoRecognizer, FailingRecognizer, GridDetector
 from ..settings import Settings
-from ..storage import PageStore
+from ..storage import REDIS_ERRORS, PageStore
 
-__all__ = ["OCRTask", "load_detector", "load_recognizer"]
+__all__ = ["OCRTask", "load_detector", "load_recognizer", "requeue_if_redis_is_down"]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +50,48 @@ def load_recognizer(settings: Settings) -> Any:
     return recognition_predictor(settings=settings)
 
 
+@contextmanager
+def requeue_if_redis_is_down(what: str, pause: float = 1.0) -> Iterator[None]:
+    """Turn a lost Redis connection inside a task into a requeue instead of a failed document.
+
+    The message is rejected with ``requeue=True``: RabbitMQ hands it out again (after
+    ``pause`` seconds, so an outage does not spin the worker); with the Redis broker down the
+    rejection cannot reach it either, the message stays unacknowledged and comes back after
+    ``OCR_VISIBILITY_TIMEOUT``. The task's work is idempotent, so running it again is safe.
+    """
+    try:
+        yield
+    except (*REDIS_ERRORS, OperationalError) as exc:
+        log.warning("%s: Redis is unreachable (%s); the message goes back to the queue", what, exc)
+        time.sleep(pause)
+        raise Reject(f"Redis unreachable: {exc}", requeue=True) from exc
+
+
+class OCRRequest(Request):
+    """A task request that goes back to the queue, instead of failing its document, when the
+    task could not run or report because Redis was unreachable.
+
+    Celery stores the ``STARTED`` state before the task body and the result after it; when
+    Redis is down either raises outside the body, and Celery would record that connection
+    error as the document's failure once Redis is back. The message is requeued instead
+    (rejected with ``requeue=True``; with the Redis broker down it simply stays
+    unacknowledged and comes back after ``OCR_VISIBILITY_TIMEOUT``).
+    """
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
+        exc = getattr(exc_info, "exception", None)
+        if isinstance(exc, (*REDIS_ERRORS, OperationalError)):
+            log.warning("task %s[%s]: Redis is unreachable (%s); requeued", self.name, self.id, exc)
+            self.reject(requeue=True)
+            return
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
 class OCRTask(Task):
     """Base of the ``ocr.*`` tasks: cached per-process resources as properties."""
 
     abstract = True
+    Request = OCRRequest
     _lock = threading.Lock()
     _detector: Any = None
     _recognizer: Any = None

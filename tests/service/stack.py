@@ -73,6 +73,9 @@ class Stack:
             in ``env``).
         web: also start gunicorn (the Procfile's ``web`` line) on a free port.
         startup_timeout: seconds to wait for every process to be ready.
+        persistent: run redis-server as docker-compose does (append-only file, fsync every
+            second, ``noeviction``), so :meth:`restart_redis` keeps the queued work.
+        broker_url: ``OCR_BROKER_URL`` (e.g. a RabbitMQ ``amqp://`` URL); default: the stack's Redis.
     """
 
     def __init__(
@@ -84,6 +87,8 @@ class Stack:
         models: str = "noop",
         web: bool = False,
         startup_timeout: float = 90.0,
+        persistent: bool = False,
+        broker_url: str | None = None,
     ) -> None:
         self.port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.port}/0"
@@ -96,8 +101,10 @@ class Stack:
             "OCR_TORCH_THREADS": "1",
             "OCR_DEVICE": "cpu",
             "OCR_LOG_LEVEL": "INFO",
+            **({"OCR_BROKER_URL": broker_url} if broker_url else {}),
             **dict(env or {}),
         }
+        self.persistent = persistent
         self.web = web
         self.web_url: str | None = None
         self.startup_timeout = startup_timeout
@@ -121,13 +128,7 @@ class Stack:
 
     def start(self) -> None:
         """Start redis-server, then the workers (and web), and wait until all are ready."""
-        self._spawn(
-            "redis",
-            [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.tmp), "--maxmemory-policy", "noeviction",
-            ],
-        )
+        self._spawn("redis", self._redis_argv())
         self._wait_redis()
         commands = procfile_commands()
         for name in ("detect", "recognize"):
@@ -153,6 +154,56 @@ class Stack:
             fh.close()
         self._logs.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- failures ----------------------------------------------------------------------
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30.0) -> float:
+        """Send ``sig`` to process ``name``'s whole process group and wait for it to exit.
+
+        SIGKILL is a crash (the pool children die with the worker); SIGTERM is Celery's warm
+        shutdown (running tasks finish, prefetched messages go back to the queue). Only this
+        stack's own processes are signalled. Returns the seconds the process took to exit.
+        """
+        proc = self.procs.pop(name)
+        t0 = time.monotonic()
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        took = time.monotonic() - t0
+        self._terminate(proc, grace=0.0)  # stragglers of the group
+        self._logs.pop(name).close()
+        return took
+
+    def respawn(self, name: str) -> None:
+        """Start process ``name`` again (after :meth:`kill`) and wait until it is ready.
+
+        The previous log is kept as ``<name>.<n>.log``; :meth:`logs` reads the new one.
+        """
+        n = 1
+        while (self.tmp / f"{name}.{n}.log").exists():
+            n += 1
+        (self.tmp / f"{name}.log").rename(self.tmp / f"{name}.{n}.log")
+        deadline = time.monotonic() + self.startup_timeout
+        if name == "redis":
+            self._spawn("redis", self._redis_argv())
+            self._wait_redis()
+            return
+        command = procfile_commands()[name]
+        self._spawn(name, ["/bin/sh", "-c", "exec " + command], self.process_env())
+        self._wait_log(name, " ready.", deadline)
+
+    def _redis_argv(self) -> list[str]:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persistent else ["--appendonly", "no"]
+        )
+        return [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            *persistence, "--dir", str(self.tmp), "--maxmemory-policy", "noeviction",
+        ]
 
     # --- access ----------------------------------------------------------------------
     def process_env(self) -> dict[str, str]:

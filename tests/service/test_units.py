@@ -91,8 +91,8 @@ def test_summarize_batches_counts_crops_per_batch() -> None:
     """One entry per distinct batch, with this document's share of it."""
     rows = [{"batch": {"id": "a", "size": 5, "cause": "size"}}] * 3 + [{"batch": {"id": "b", "size": 2, "cause": "timeout"}}]
     assert summarize_batches(rows) == [
-        {"size": 5, "crops": 3, "cause": "size", "seconds": 0.0},
-        {"size": 2, "crops": 1, "cause": "timeout", "seconds": 0.0},
+        {"id": "a", "size": 5, "crops": 3, "cause": "size", "seconds": 0.0},
+        {"id": "b", "size": 2, "crops": 1, "cause": "timeout", "seconds": 0.0},
     ]
 
 

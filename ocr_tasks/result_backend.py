@@ -1,0 +1,50 @@
+"""The workers' Redis result backend: Celery's, without result-channel subscriptions.
+
+Celery's ``group``/``chord`` wrap the header's results in a ``GroupResult`` whose barrier calls
+``AsyncResult.then`` on every member, and the Redis backend answers that by SUBSCRIBE-ing to
+the member's result channel (and UNSUBSCRIBE-ing when the result object is dropped). For a
+chord of ~200 crop tasks that is 2 SUBSCRIBE and 4 UNSUBSCRIBE commands per crop in the detect
+worker (measured with ``INFO commandstats``: 6 of the ~27 Redis commands a crop cost), plus
+the Python work around them, for results nobody in a worker ever waits for: the chord body
+runs from the result backend's counter, and clients read the document by polling.
+
+:func:`use_worker_backend` switches a worker's app to :class:`WorkerRedisBackend`, which
+stores, reads and counts exactly as Celery's ``RedisBackend`` does but never subscribes.
+Clients (the web app, tests) keep Celery's backend, so ``AsyncResult.get()`` still works there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.backends.redis import RedisBackend
+
+__all__ = ["WorkerRedisBackend", "use_worker_backend"]
+
+
+class WorkerRedisBackend(RedisBackend):
+    """``RedisBackend`` that never subscribes to result channels (workers never wait on results)."""
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        """Do not subscribe to the result of a task this worker sends."""
+
+    def add_pending_result(self, result: Any, weak: bool = False, start_drainer: bool = True) -> Any:
+        """Do not subscribe: nothing in a worker waits for this result."""
+        return result
+
+    def remove_pending_result(self, result: Any) -> Any:
+        """Nothing was subscribed, so nothing to cancel."""
+        return result
+
+
+def use_worker_backend(app: Celery) -> bool:
+    """Make ``app`` (a worker's, before its backend is first used) use :class:`WorkerRedisBackend`.
+
+    Only a ``redis://`` / ``rediss://`` result backend is switched; returns whether it was.
+    """
+    url = str(app.conf.result_backend or "")
+    if not url.startswith(("redis://", "rediss://")):
+        return False
+    app.conf.result_backend = f"{__name__}:WorkerRedisBackend+{url}"
+    return True

@@ -1,0 +1,100 @@
+"""The bundled weights: registered with their sha256, load with no configuration, read real text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from ocr_tasks.evaluation.metrics import evaluate_detection
+from ocr_tasks.models.factory import clear_cache, detection_predictor, recognition_predictor
+from ocr_tasks.models.registry import BUNDLED_DIR, get_spec
+from ocr_tasks.models.weights import sha256_file
+from ocr_tasks.settings import Settings
+
+WORDS = [
+    "Invoice", "Total:", "$1,250.00", "03/15/1998", "Account", "Number", "PHONE", "(614)",
+    "466-5087", "Please", "return", "this", "form", "Date:", "John", "Smith", "Company",
+    "Street", "Ohio", "43215", "ref.", "No.", "Approved", "Signature",
+]
+
+pytestmark = pytest.mark.skipif(
+    not (BUNDLED_DIR / "crnn_light.pth").is_file() or not (BUNDLED_DIR / "craft_light.pth").is_file(),
+    reason="bundled weights not exported yet",
+)
+
+
+def settings() -> Settings:
+    clear_cache()
+    return Settings(device="cpu")
+
+
+@pytest.mark.parametrize("name", ["crnn_light", "craft_light"])
+def test_bundled_file_matches_registered_sha(name):
+    spec = get_spec(name)
+    assert spec.sha256, f"{name} has no registered sha256"
+    assert sha256_file(BUNDLED_DIR / spec.filename) == spec.sha256
+
+
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype(path, size)
+    except OSError:
+        pytest.skip(f"font {path} not installed")
+
+
+def rendered_words(font_path: str, size: int) -> list[tuple[np.ndarray, str]]:
+    font = _font(font_path, size)
+    out = []
+    for word in WORDS:
+        left, top, right, bottom = font.getbbox(word)
+        img = Image.new("L", (right - left + 12, bottom - top + 10), 255)
+        ImageDraw.Draw(img).text((6 - left, 5 - top), word, font=font, fill=0)
+        out.append((np.asarray(img), word))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("font", "size"),
+    [
+        ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 28),
+        ("/usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf", 22),
+        ("/usr/share/fonts/truetype/liberation2/LiberationMono-Regular.ttf", 18),
+    ],
+)
+def test_shipped_recognizer_reads_rendered_words(font, size):
+    samples = rendered_words(font, size)
+    predictor = recognition_predictor(settings=settings())
+    results = predictor.predict([c for c, _ in samples])
+    correct = sum(text == word for (text, _), (_, word) in zip(results, samples))
+    assert correct / len(samples) >= 0.8, list(zip([t for t, _ in results], [w for _, w in samples]))
+
+
+def test_shipped_detector_finds_the_words_of_a_rendered_page():
+    font = _font("/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf", 24)
+    page = Image.new("RGB", (900, 700), "white")
+    draw = ImageDraw.Draw(page)
+    boxes = []
+    x, y = 60, 60
+    for word in WORDS:
+        left, top, right, bottom = draw.textbbox((x, y), word, font=font)
+        if right > 840:
+            x, y = 60, y + 70
+            left, top, right, bottom = draw.textbbox((x, y), word, font=font)
+        draw.text((x, y), word, font=font, fill="black")
+        boxes.append((left, top, right, bottom))
+        x = right + 40
+    detector = detection_predictor(settings=settings())
+    found = detector.detect(np.asarray(page))
+    counts = evaluate_detection([b.quad for b in found], boxes)
+    assert counts.recall >= 0.9 and counts.precision >= 0.9, counts.to_dict()
+
+
+def test_cli_default_models_read_a_page(tmp_path):
+    from ocr_tasks.pipeline import OCRPipeline
+
+    font = _font("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 30)
+    page = Image.new("RGB", (800, 200), "white")
+    ImageDraw.Draw(page).text((40, 70), "Invoice Total: $42.00", font=font, fill="black")
+    doc = OCRPipeline.from_names(settings=settings()).ocr_image(np.asarray(page))
+    assert doc.text == "Invoice Total: $42.00"
