@@ -481,7 +481,8 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
     if resume and last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        if "optimizer" in ckpt:  # slim checkpoints (committed to the repo) carry weights only
+            optimizer.load_state_dict(ckpt["optimizer"])
         if use_amp and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step, pages_done, best = int(ckpt["step"]), int(ckpt["pages_done"]), float(ckpt.get("best", -1.0))

@@ -216,7 +216,8 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
     if resume and last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        if "optimizer" in ckpt:  # slim checkpoints (committed to the repo) carry weights only
+            optimizer.load_state_dict(ckpt["optimizer"])
         step, pages_done, best = ckpt["step"], ckpt["pages_done"], ckpt.get("best", -1.0)
         log.info("resumed %s at step %d", last, step)
     (out / "config.json").write_text(json.dumps({**asdict(cfg), "spec_options": dict(spec.options)}, indent=1))
