@@ -135,7 +135,10 @@ BAD: list[tuple[str, Callable[[], dict[str, Any]], int, tuple[str, ...]]] = [
      400, ("file 2 ('b.png')",)),
     ("non-UTF-8 file name", lambda: multipart([("file", b"scan\xe9\xff.png", GOOD_PNG)]), 400, ("UTF-8",)),
     ("path traversal file name", lambda: upload("../../etc/passwd.png", GOOD_PNG), 400, ("plain name",)),
-    ("Windows path file name", lambda: upload("C:\\Users\\me\\scan.png", GOOD_PNG), 400, ("plain name",)),
+    # On the wire a backslash inside the quoted filename must itself be escaped (RFC 7578 /
+    # quoted-string); werkzeug >= 3.1.9 unescapes it, older versions keep both: either way the
+    # server sees backslashes and refuses the name.
+    ("Windows path file name", lambda: upload("C:\\\\Users\\\\me\\\\scan.png", GOOD_PNG), 400, ("plain name",)),
     ("NUL in the file name", lambda: multipart([("file", b"a\x00.png", GOOD_PNG)]), 400, ("plain name",)),
     ("wrong content type", lambda: {"data": GOOD_PNG, "content_type": "image/png"}, 400,
      ("multipart/form-data", "got image/png")),
