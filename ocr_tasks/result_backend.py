@@ -20,7 +20,10 @@ from typing import Any
 from celery import Celery
 from celery.backends.redis import RedisBackend
 
-__all__ = ["WorkerRedisBackend", "use_worker_backend"]
+__all__ = ["WorkerRedisBackend", "use_worker_backend", "WORKER_SCHEME"]
+
+#: URL scheme under which :class:`WorkerRedisBackend` is registered in a worker's app.
+WORKER_SCHEME = "ocrredis"
 
 
 class WorkerRedisBackend(RedisBackend):
@@ -44,7 +47,12 @@ def use_worker_backend(app: Celery) -> bool:
     Only a ``redis://`` / ``rediss://`` result backend is switched; returns whether it was.
     """
     url = str(app.conf.result_backend or "")
-    if not url.startswith(("redis://", "rediss://")):
+    if not url.startswith("redis://"):
         return False
-    app.conf.result_backend = f"{__name__}:WorkerRedisBackend+{url}"
+    # Registered as a backend alias with its own URL scheme rather than "module:Class+redis://",
+    # which Celery's URL sanitiser (the `conf` remote-control command Flower calls) cannot parse.
+    overrides = dict(getattr(app.loader, "override_backends", {}) or {})
+    overrides[WORKER_SCHEME] = f"{__name__}:WorkerRedisBackend"
+    app.loader.override_backends = overrides
+    app.conf.result_backend = WORKER_SCHEME + url[len("redis") :]
     return True
