@@ -105,6 +105,9 @@ class PageStore:
                 )
                 pipe.expire(doc_key(doc_id), self.settings.result_ttl)
                 pipe.zadd(INFLIGHT_KEY, {doc_id: now})
+                # marks older than a page's life belong to documents whose page expired (their
+                # recognition failed): drop them here too, so the set stays bounded unscraped
+                pipe.zremrangebyscore(INFLIGHT_KEY, "-inf", now - self.settings.page_ttl)
                 pipe.execute()
         except REDIS_ERRORS as exc:
             raise ServiceUnavailable(f"cannot store the page in Redis: {exc}") from exc

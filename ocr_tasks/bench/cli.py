@@ -124,7 +124,62 @@ def _warm_up(args: argparse.Namespace, base: str, pages: list[tuple[str, bytes]]
         run_batched(base, pages, args.warmup, clients=args.warmup, timeout=args.timeout, poll_interval=args.poll)
 
 
-def _run_all(args: argparse.Namespace, base: str, pages: list[tuple[str, bytes]], modes: list[str]) -> dict[int, dict[str, Any]]:
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        except OSError:
+            pass
+        todo.extend(children.get(current, []))
+    return total
+
+
+class _Probe:
+    """Per-process CPU time and Redis commands of a spawned stack, around one run."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+
+    def snapshot(self) -> dict[str, Any]:
+        cpu = {name: _tree_cpu_seconds(proc.pid) for name, proc in self.stack.procs.items()}
+        cpu["bench client"] = sum(os.times()[:2])
+        client = self.stack.redis()
+        try:
+            stats = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in client.info("commandstats").items()}
+        finally:
+            client.close()
+        return {"cpu": cpu, "redis": stats}
+
+    @staticmethod
+    def delta(before: dict[str, Any], after: dict[str, Any], crops: int) -> dict[str, Any]:
+        per = max(1, crops)
+        cpu = {k: round(1000.0 * (after["cpu"][k] - before["cpu"].get(k, 0.0)) / per, 3) for k in after["cpu"]}
+        calls = {k: v - before["redis"].get(k, 0) for k, v in after["redis"].items()}
+        calls = {k: round(v / per, 2) for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / per >= 0.01}
+        return {
+            "cpu_ms_per_crop": {**cpu, "total": round(sum(cpu.values()), 3)},
+            "redis_commands_per_crop": {**calls, "total": round(sum(calls.values()), 2)},
+        }
+
+
+def _run_all(
+    args: argparse.Namespace, base: str, pages: list[tuple[str, bytes]], modes: list[str], probe: _Probe | None = None
+) -> dict[int, dict[str, Any]]:
     from .report import format_details
 
     _warm_up(args, base, pages, modes)
@@ -132,15 +187,18 @@ def _run_all(args: argparse.Namespace, base: str, pages: list[tuple[str, bytes]]
     for n in args.docs:
         runs[n] = {}
         for mode in modes:
+            before = probe.snapshot() if probe else None
             summary = _run_mode(args, base, mode, n, pages)
+            if probe and before:
+                summary["cost"] = probe.delta(before, probe.snapshot(), summary["crops"])
             runs[n][mode] = summary
             print(format_details(n, summary), flush=True)
     return runs
 
 
 @contextmanager
-def _stack(args: argparse.Namespace, batch_size: int | str) -> Iterator[str]:
-    """A throwaway stack from the repository checkout (tests/service/stack.py); yields its web URL."""
+def _stack(args: argparse.Namespace, batch_size: int | str) -> Iterator[Any]:
+    """A throwaway stack from the repository checkout (tests/service/stack.py); yields the Stack."""
     root = Path(__file__).resolve().parents[2]
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
@@ -159,7 +217,7 @@ def _stack(args: argparse.Namespace, batch_size: int | str) -> Iterator[str]:
         detect_concurrency=args.detect_concurrency, web=True, startup_timeout=300,
     ) as stack:
         assert stack.web_url is not None
-        yield stack.web_url
+        yield stack
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -202,10 +260,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         runs: dict[int, dict[str, Any]] = {}
         for k, size in enumerate(sizes):
             print(f"# stack: OCR_MODELS={args.models} OCR_BATCH_SIZE={size} OCR_BATCH_TIMEOUT={args.batch_timeout}", flush=True)
-            with _stack(args, size) as base:
+            with _stack(args, size) as stack:
+                base = stack.web_url
+                probe = _Probe(stack) if Path("/proc/self/stat").exists() else None
                 # the sequential path does not batch: measure it on the first stack only
                 these = modes if k == 0 else [m for m in modes if m != "sequential"] or modes
-                got = _run_all(args, base, pages, these)
+                got = _run_all(args, base, pages, these, probe)
+                auto = [line for line in stack.logs("recognize").splitlines() if "OCR_BATCH_SIZE=auto:" in line]
+                if auto:
+                    report.setdefault("auto_batch", []).append(auto[-1].split("] ", 1)[-1])
+                    print("  " + report["auto_batch"][-1], flush=True)
             for n, by_mode in got.items():
                 runs.setdefault(n, {}).update({m: s for m, s in by_mode.items() if m not in runs.get(n, {})})
                 if "batched" in by_mode:

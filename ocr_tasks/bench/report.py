@@ -187,6 +187,12 @@ def format_details(n: int, summary: Mapping[str, Any]) -> str:
             f"  recognition batches: {batches['count']} (mean {batches['mean']}, crop-weighted "
             f"{batches['crop_weighted_mean']}, max {batches['max']}) causes: {causes or '-'} | sizes {hist}"
         )
+    cost = summary.get("cost")
+    if cost:
+        cpu = ", ".join(f"{k} {v:.3f}" for k, v in cost["cpu_ms_per_crop"].items())
+        lines.append(f"  CPU ms per crop: {cpu}")
+        top = list(cost["redis_commands_per_crop"].items())
+        lines.append("  Redis commands per crop: " + ", ".join(f"{k} {v}" for k, v in top[:12]))
     if summary.get("errors"):
         lines.append("  errors: " + "; ".join(f"{k} x{v}" for k, v in summary["errors"].items()))
     return "\n".join(lines)

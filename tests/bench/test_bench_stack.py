@@ -63,7 +63,7 @@ def test_metrics_endpoints_are_scrapeable_after_a_document(metered_stack: Stack,
     assert _value(detect, 'ocr_documents_total{outcome="success"}') >= 1
     assert _value(detect, 'ocr_queue_depth{queue="recognize"}') >= 0 and _value(detect, "ocr_redis_up") == 1
     web = get_text(f"{metered_stack.web_url}/metrics")
-    assert _value(web, "ocr_redis_up") == 1 and _value(web, "ocr_documents_in_flight") >= 0
+    assert _value(web, "ocr_redis_up") == 1 and _value(web, "ocr_documents_in_flight") == 0  # all assembled
     assert 'ocr_queue_depth{queue="detect"}' in web and "ocr_web_request_seconds_bucket" in web
 
 

@@ -254,3 +254,20 @@ def test_batched_publishing_hands_out_one_producer() -> None:
             assert p3 is not producer  # another app never gets this app's producer
     with app.producer_or_acquire() as p4:
         assert p4 is not None
+
+
+def test_acknowledge_all_falls_back_per_request() -> None:
+    """Requests that are not kombu Redis deliveries are acknowledged one by one, each once."""
+    from ocr_tasks.acks import acknowledge_all
+
+    acked = []
+
+    class Req(SimpleNamespace):
+        def acknowledge(self) -> None:
+            acked.append(self.id)
+            self.acknowledged = True
+
+    reqs = [Req(id=i, acknowledged=False, message=SimpleNamespace(channel=None, acknowledged=False)) for i in range(3)]
+    reqs.append(Req(id=9, acknowledged=True, message=None))
+    acknowledge_all(reqs)
+    assert acked == [0, 1, 2] and all(r.acknowledged for r in reqs)
