@@ -118,7 +118,7 @@ def main() -> None:
         elif spec.task == "refiner":
             with torch.inference_mode():
                 y, feat = torch.zeros(1, 464, 640, 2), torch.zeros(1, 32, 464, 640)
-            gmacs, sec = measure(model, lambda: (y, feat), args.repeat)
+            gmacs, sec = measure(model, lambda y=y, feat=feat: (y, feat), args.repeat)
             shape = "maps of a 928x1280 input"
         else:
             from ocr_tasks.models.recognition.preprocess import keep_ratio_batches, official_input

@@ -147,7 +147,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     settings = _settings(args)
     predictor = recognition_predictor(args.recognizer, settings=settings)
     crops, slots, errors = [], [], {}
-    for i, (path, image, error) in enumerate(_each_image(args.crops, settings)):
+    for i, (_path, image, error) in enumerate(_each_image(args.crops, settings)):
         if error:
             errors[i] = error
             print(f"ocr-pipeline: {error}", file=sys.stderr)

@@ -57,5 +57,7 @@ def test_export_installs_weights_and_registers_sha(tmp_path, monkeypatch):
     state = torch.load(tmp_path / "bundled" / "crnn_light.pth", weights_only=True)
     assert all(v.dtype in (torch.float16, torch.int64) for v in state.values())
     assert registry.get_spec("crnn_light").filename == "crnn_light.pth"
-    with pytest.raises(Exception):
+    from ocr_tasks.errors import WeightsMismatch
+
+    with pytest.raises(WeightsMismatch):  # recognizer weights offered as the detector
         export.export_weights("detector", tmp_path / "run" / "best.pth")

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..errors import WeightsMismatch
 from ..models.factory import build_model
 from ..models.registry import BUNDLED_DIR, get_spec
 from ..models.weights import check_state_dict, normalize_state_dict, save_state_dict
@@ -46,7 +47,10 @@ def export_weights(kind: str, checkpoint: Path, half: bool = True) -> dict[str, 
     if config_path.is_file():
         options.update(json.loads(config_path.read_text()).get("spec_options", {}))
     spec = replace(spec, options=options)
-    model = build_model(spec)
+    try:
+        model = build_model(spec)
+    except (TypeError, ValueError) as exc:
+        raise WeightsMismatch(f"{checkpoint}: the run's options do not fit {name} ({exc})") from exc
     check_state_dict(model, state, name=name)
     model.load_state_dict(state, strict=False)
     sha = save_state_dict(model, BUNDLED_DIR / spec.filename, half=half)
