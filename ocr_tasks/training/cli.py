@@ -9,19 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .common import resolve_device_name
+
 __all__ = ["COMMANDS", "TRAIN_TARGETS"]
 
 
-def _device_default() -> str:
-    return "auto"
-
-
-def _resolve_device(name: str) -> str:
-    if name == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def cmd_train_recognizer(args: argparse.Namespace) -> int:
@@ -34,7 +26,7 @@ def cmd_train_recognizer(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
-        device=_resolve_device(args.device),
+        device=resolve_device_name(args.device),
         amp=not args.no_amp,
         workers=args.workers,
         val_crops=args.val_crops,
@@ -56,7 +48,7 @@ def add_train_recognizer(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--device", default=_device_default(), help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--workers", type=int, default=1, help="data-rendering worker processes")
     p.add_argument("--val-crops", type=int, default=1000)

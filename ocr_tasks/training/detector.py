@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,6 +53,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..models.detection.preprocess import normalize_mean_variance, resize_aspect_ratio
 from ..models.registry import CRAFT_TEST_DEFAULTS, ModelSpec, get_spec
+from .common import atomic_save, warmup_cosine_lr
 from .craft_targets import POSITIVE_THRESHOLD, word_targets
 
 __all__ = [
@@ -423,17 +423,6 @@ def evaluate_detector(
 # -- training loop ---------------------------------------------------------------------------
 
 
-def _lr_at(step: int, cfg: DetectorTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def _save(path: Path, **state: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 def _check_config(cfg: DetectorTrainConfig) -> None:
@@ -521,7 +510,7 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
         pages_done = max(pages_done, int(pages.max()) + 1)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        lr = _lr_at(step, cfg)
+        lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
         for g in optimizer.param_groups:
             g["lr"] = lr
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
@@ -564,7 +553,7 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
                 best = scores["hmean"]
                 torch.save(model.state_dict(), out / "best.pth")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            _save(
+            atomic_save(
                 last,
                 model=model.state_dict(),
                 optimizer=optimizer.state_dict(),

@@ -8,15 +8,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .common import resolve_device_name
+
 __all__ = ["TRAIN_TARGETS", "add_train_detector", "add_tune_detector"]
 
-
-def _resolve_device(name: str) -> str:
-    if name == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -43,7 +38,7 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         lr=args.lr,
         warmup=args.warmup,
         seed=args.seed,
-        device=_resolve_device(args.device),
+        device=resolve_device_name(args.device),
         amp=not args.no_amp,
         workers=args.workers,
         val_pages=args.val_pages,
@@ -100,7 +95,7 @@ def cmd_tune_detector(args: argparse.Namespace) -> int:
         args.run_dir,
         pages=args.pages,
         grid=grid,
-        device=_resolve_device(args.device),
+        device=resolve_device_name(args.device),
         threads=args.threads,
         checkpoint=args.checkpoint,
         progress=not args.no_progress,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from ..models.factory import build_model
 from ..models.recognition.converter import make_converter
 from ..models.recognition.preprocess import keep_ratio_batches, official_input
 from ..models.registry import ModelSpec, get_spec
+from .common import atomic_save, warmup_cosine_lr
 
 __all__ = ["RecognizerTrainConfig", "SynthCropStream", "train_recognizer", "evaluate_crops", "VAL_SEED"]
 
@@ -169,17 +169,6 @@ def evaluate_crops(model: nn.Module, spec: ModelSpec, samples: list[tuple[np.nda
     return {"word_acc": exact / n, "word_acc_caseless": caseless / n, "n": float(len(samples))}
 
 
-def _lr_at(step: int, cfg: RecognizerTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def _save(path: Path, **state: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: bool = True) -> dict[str, Any]:
@@ -241,7 +230,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
             if step >= cfg.steps:
                 break
             for g in optimizer.param_groups:
-                g["lr"] = _lr_at(step, cfg)
+                g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 loss = _loss(model, converter, spec, images.to(device), [texts[i] for i in indices], ctc, device)
             optimizer.zero_grad(set_to_none=True)
@@ -266,7 +255,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
                     best = scores["word_acc"]
                     torch.save(model.state_dict(), out / "best.pth")
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                _save(last, model=model.state_dict(), optimizer=optimizer.state_dict(), step=step,
+                atomic_save(last, model=model.state_dict(), optimizer=optimizer.state_dict(), step=step,
                       pages_done=pages_done, best=best, config=asdict(cfg))
     bar.close()
     return {"step": step, "best_word_acc": best, "losses": losses, **scores}

@@ -87,8 +87,8 @@ def init_weights(modules: Iterable[nn.Module]) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def _init_vgg_backbone(modules: Iterable[nn.Module]) -> None:
-    """torchvision's VGG initialisation (used when no ImageNet weights are available)."""
+def kaiming_init(modules: Iterable[nn.Module]) -> None:
+    """torchvision's VGG initialisation (Kaiming-normal convs, BN 1/0); also LightCRAFT's."""
     for root in modules:
         for m in root.modules():
             if isinstance(m, nn.Conv2d):
@@ -195,7 +195,7 @@ class CRAFT(nn.Module):
         )
         if init:
             b = self.basenet
-            _init_vgg_backbone([b.slice1, b.slice2, b.slice3, b.slice4])
+            kaiming_init([b.slice1, b.slice2, b.slice3, b.slice4])
             init_weights([b.slice5, self.upconv1, self.upconv2, self.upconv3, self.upconv4, self.conv_cls])
         if freeze:
             for p in self.basenet.slice1.parameters():

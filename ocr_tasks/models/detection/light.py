@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .craft import kaiming_init
+
 __all__ = ["LightCRAFT"]
 
 
@@ -224,14 +226,7 @@ class LightCRAFT(nn.Module):
 
     def reset_parameters(self) -> None:
         """Training initialisation (Kaiming-normal convs, BN 1/0, near-zero output layer)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_init([self])
         out = self.head[-1]
         nn.init.normal_(out.weight, 0.0, 0.01)
         nn.init.zeros_(out.bias)
