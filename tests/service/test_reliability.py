@@ -235,6 +235,9 @@ def test_stall_watchdog_resends_a_document_whose_message_was_lost(noop_stack: St
         r.hset(f"ocr:doc:{stuck}", "recoveries", MAX_RECOVERIES)
         r.delete("ocr:recovery:lock")
         assert recover_stalled(app, now=time.time() + 10)["failed"] == [stuck]
+        # The FAILURE is written by the watchdog; a client reading at the same instant can still
+        # see the submitted state (seen once in three clean CI runs), so read until it lands.
+        wait_for(lambda: client.status(stuck)["state"] == "FAILURE", 10, "the stalled document's FAILURE")
         failed = client.status(stuck)
         assert failed["state"] == "FAILURE" and "DocumentStalled" in failed["error"]
         assert "OCR_STALL_TIMEOUT" in failed["error"] and r.exists(f"ocr:page:{stuck}") == 0
