@@ -61,3 +61,17 @@ def test_export_installs_weights_and_registers_sha(tmp_path, monkeypatch):
 
     with pytest.raises(WeightsMismatch):  # recognizer weights offered as the detector
         export.export_weights("detector", tmp_path / "run" / "best.pth")
+
+
+def test_learning_rate_warms_up_again_after_a_resume_without_optimiser_state() -> None:
+    from ocr_tasks.training.common import warmup_cosine_lr
+
+    lr, warmup, steps = 1e-3, 100, 1000
+    assert warmup_cosine_lr(0, lr, warmup, steps) == pytest.approx(1e-5)
+    assert warmup_cosine_lr(99, lr, warmup, steps) == pytest.approx(lr)
+    assert warmup_cosine_lr(999, lr, warmup, steps) == pytest.approx(0.02 * lr, rel=1e-3)
+    plain = warmup_cosine_lr(500, lr, warmup, steps)
+    # resumed from a slim checkpoint at step 500: fresh Adam moments start small, back to plain in `warmup`
+    assert warmup_cosine_lr(500, lr, warmup, steps, fresh_from=500) == pytest.approx(plain / warmup)
+    assert warmup_cosine_lr(550, lr, warmup, steps, fresh_from=500) < warmup_cosine_lr(550, lr, warmup, steps)
+    assert warmup_cosine_lr(600, lr, warmup, steps, fresh_from=500) == warmup_cosine_lr(600, lr, warmup, steps)

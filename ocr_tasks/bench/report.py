@@ -193,6 +193,13 @@ def format_details(n: int, summary: Mapping[str, Any]) -> str:
         lines.append(f"  CPU ms per crop: {cpu}")
         top = list(cost["redis_commands_per_crop"].items())
         lines.append("  Redis commands per crop: " + ", ".join(f"{k} {v}" for k, v in top[:12]))
+    memory = summary.get("memory")
+    if memory and memory.get("processes"):
+        parts = [
+            f"{k} {v['second_tenth_mb']:.0f}->{v['last_tenth_mb']:.0f} ({v['growth_pct']:+.1f}%, max {v['max_mb']:.0f})"
+            for k, v in memory["processes"].items()
+        ]
+        lines.append("  memory MiB PSS, 2nd tenth -> last tenth of the run: " + ", ".join(parts))
     if summary.get("errors"):
         lines.append("  errors: " + "; ".join(f"{k} x{v}" for k, v in summary["errors"].items()))
     return "\n".join(lines)

@@ -465,13 +465,15 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    step, pages_done, best = 0, 0, -1.0
+    step, pages_done, best, fresh_from = 0, 0, -1.0, 0
     last = out / "last.pt"
     if resume and last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
         if "optimizer" in ckpt:  # slim checkpoints (committed to the repo) carry weights only
             optimizer.load_state_dict(ckpt["optimizer"])
+        else:
+            fresh_from = ckpt["step"]
         if use_amp and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step, pages_done, best = int(ckpt["step"]), int(ckpt["pages_done"]), float(ckpt.get("best", -1.0))
@@ -510,7 +512,7 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
         pages_done = max(pages_done, int(pages.max()) + 1)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
+        lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from)
         for g in optimizer.param_groups:
             g["lr"] = lr
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):

@@ -200,13 +200,15 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
     ctc = nn.CTCLoss(blank=0, zero_infinity=True) if spec.options.get("prediction", "CTC") == "CTC" else None
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    step, pages_done, best = 0, 0, -1.0
+    step, pages_done, best, fresh_from = 0, 0, -1.0, 0
     last = out / "last.pt"
     if resume and last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
         if "optimizer" in ckpt:  # slim checkpoints (committed to the repo) carry weights only
             optimizer.load_state_dict(ckpt["optimizer"])
+        else:
+            fresh_from = ckpt["step"]
         step, pages_done, best = ckpt["step"], ckpt["pages_done"], ckpt.get("best", -1.0)
         log.info("resumed %s at step %d", last, step)
     (out / "config.json").write_text(json.dumps({**asdict(cfg), "spec_options": dict(spec.options)}, indent=1))
@@ -230,7 +232,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
             if step >= cfg.steps:
                 break
             for g in optimizer.param_groups:
-                g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
+                g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 loss = _loss(model, converter, spec, images.to(device), [texts[i] for i in indices], ctc, device)
             optimizer.zero_grad(set_to_none=True)

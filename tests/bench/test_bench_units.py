@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import time
 import zlib
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -271,3 +273,37 @@ def test_acknowledge_all_falls_back_per_request() -> None:
     reqs.append(Req(id=9, acknowledged=True, message=None))
     acknowledge_all(reqs)
     assert acked == [0, 1, 2] and all(r.acknowledged for r in reqs)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_memory_of_a_process_tree_counts_its_children() -> None:
+    from ocr_tasks.bench.memory import tree_memory_mb, tree_pids
+
+    before = tree_memory_mb(os.getpid())
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; b = b'x' * (160 << 20); print('ready', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
+        assert child.pid in tree_pids(os.getpid())
+        grown = tree_memory_mb(os.getpid())
+        assert grown - before >= 140, (before, grown)
+        assert tree_memory_mb(child.pid) >= 150
+    finally:
+        child.kill()
+        child.wait()
+    time.sleep(0.1)
+    assert child.pid not in tree_pids(os.getpid())
+
+
+def test_memory_summary_compares_the_last_tenth_with_the_second() -> None:
+    from ocr_tasks.bench.memory import summarize
+
+    # 100 samples: 50 MiB while loading (first tenth), then 100 MiB, then 115 MiB in the last tenth
+    samples = [{"t": float(i), "w": 50.0 if i < 10 else 115.0 if i >= 90 else 100.0} for i in range(100)]
+    got = summarize(samples, max_points=10)["processes"]["w"]
+    assert got["second_tenth_mb"] == 100.0 and got["last_tenth_mb"] == 115.0
+    assert got["growth_pct"] == 15.0 and got["max_mb"] == 115.0 and got["start_mb"] == 50.0
+    assert len(summarize(samples, max_points=10)["series"]) == 10
+    assert summarize([]) == {}
