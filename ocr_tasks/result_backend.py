@@ -11,16 +11,26 @@ runs from the result backend's counter, and clients read the document by polling
 :func:`use_worker_backend` switches a worker's app to :class:`WorkerRedisBackend`, which
 stores, reads and counts exactly as Celery's ``RedisBackend`` does but never subscribes.
 Clients (the web app, tests) keep Celery's backend, so ``AsyncResult.get()`` still works there.
+
+It also never lets a finished document go back to an unfinished state. Celery keeps a stored
+SUCCESS from being overwritten, but not a FAILURE; with ``task_track_started`` a detect
+message that runs after its document was failed (the stall watchdog's
+:class:`~ocr_tasks.errors.DocumentStalled`, then a late delivery of the same id) would first
+write STARTED over the FAILURE, so a client polling then would see the document running again,
+and the task body could no longer tell that it had finished.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, states
 from celery.backends.redis import RedisBackend
 
 __all__ = ["WorkerRedisBackend", "use_worker_backend", "WORKER_SCHEME"]
+
+log = logging.getLogger(__name__)
 
 #: URL scheme under which :class:`WorkerRedisBackend` is registered in a worker's app.
 WORKER_SCHEME = "ocrredis"
@@ -39,6 +49,16 @@ class WorkerRedisBackend(RedisBackend):
     def remove_pending_result(self, result: Any) -> Any:
         """Nothing was subscribed, so nothing to cancel."""
         return result
+
+    def _store_result(self, task_id: str, result: Any, state: str, traceback: Any = None,
+                      request: Any = None, **kwargs: Any) -> Any:
+        """Store as Celery does, except an unfinished state over a finished one (kept as it is)."""
+        if state not in states.READY_STATES:
+            current = self._get_task_meta_for(task_id).get("status")
+            if current in states.READY_STATES:
+                log.warning("task %s is already %s; its late %s is not stored", task_id, current, state)
+                return result
+        return super()._store_result(task_id, result, state, traceback=traceback, request=request, **kwargs)
 
 
 def use_worker_backend(app: Celery) -> bool:

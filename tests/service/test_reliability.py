@@ -243,8 +243,15 @@ def test_stall_watchdog_resends_a_document_whose_message_was_lost(noop_stack: St
         assert "OCR_STALL_TIMEOUT" in failed["error"] and r.exists(f"ocr:page:{stuck}") == 0
     finally:
         control.add_consumer(noop_stack.settings.detect_queue, destination=[noop_stack.node("detect")], reply=True, timeout=5)
-    time.sleep(1.0)  # its queued detect message finds the document finished and is skipped
-    assert client.status(stuck)["state"] == "FAILURE"
+    # its queued detect message finds the document finished and is skipped: the document never
+    # shows STARTED again (task_track_started would write it over the FAILURE) and keeps its error
+    deadline = time.time() + 1.5
+    while time.time() < deadline:
+        seen = client.status(stuck)
+        assert seen["state"] == "FAILURE" and "DocumentStalled" in seen["error"], seen
+        time.sleep(0.02)
+    wait_for(lambda: "after the document finished; skipped" in noop_stack.logs("detect"), 10, "the skipped detect")
+    assert "DocumentStalled" in client.status(stuck)["error"]
     app.close()
 
 
