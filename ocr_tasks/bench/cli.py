@@ -129,23 +129,15 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def _tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) of a process and its live descendants, from /proc (Linux)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
+    from .memory import tree_pids
+
+    total = 0.0
+    for current in tree_pids(pid):
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
         except OSError:
             pass
-        todo.extend(children.get(current, []))
     return total
 
 
