@@ -226,11 +226,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     modes = ["sequential", "batched"] if args.mode == "both" else [args.mode]
     if (
         not 1 <= args.clients <= 256 or not 1 <= args.files_per_request <= 20 or not 0 <= args.warmup <= 8
-        or args.timeout <= 0 or args.poll <= 0 or not 0 <= args.boxes <= 2000
+        or args.timeout <= 0 or args.poll <= 0 or not 0 <= args.boxes <= 2000 or not 0 < args.memory_interval <= 60
     ):
         print(
             "ocr-pipeline bench: --clients 1..256, --files-per-request 1..20, --warmup 0..8, "
-            "--timeout/--poll > 0, --boxes 0..2000", file=sys.stderr,
+            "--timeout/--poll > 0, --boxes 0..2000, --memory-interval 0..60 s (above 0)", file=sys.stderr,
         )
         return 2
     try:

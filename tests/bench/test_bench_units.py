@@ -75,6 +75,12 @@ def test_bench_command_is_registered_with_bounds() -> None:
     assert bench_cli.COMMANDS == [bench_cli.add_bench]
 
 
+@pytest.mark.parametrize("flags", [["--memory-interval", "0"], ["--memory-interval", "-1"], ["--clients", "0"]])
+def test_bench_command_names_a_bad_bound(flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--docs", "1", *flags]) == 2
+    assert flags[0] in capsys.readouterr().err
+
+
 def test_multipart_body_is_parsed_by_werkzeug() -> None:
     from werkzeug.test import EnvironBuilder
     from werkzeug.wrappers import Request
