@@ -75,3 +75,31 @@ def test_learning_rate_warms_up_again_after_a_resume_without_optimiser_state() -
     assert warmup_cosine_lr(500, lr, warmup, steps, fresh_from=500) == pytest.approx(plain / warmup)
     assert warmup_cosine_lr(550, lr, warmup, steps, fresh_from=500) < warmup_cosine_lr(550, lr, warmup, steps)
     assert warmup_cosine_lr(600, lr, warmup, steps, fresh_from=500) == warmup_cosine_lr(600, lr, warmup, steps)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "recognizer", "--steps", "0"], "--steps must be >= 1"),
+        (["train", "recognizer", "--lr", "0"], "--lr must be > 0"),
+        (["train", "recognizer", "--batch-size", "many"], "--batch-size must be an integer"),
+        (["train", "recognizer", "--val-crops", "0"], "--val-crops must be >= 1"),
+        (["train", "detector", "--workers", "-1"], "--workers must be >= 0"),
+        (["train", "detector", "--crops-per-page", "0"], "--crops-per-page must be >= 1"),
+    ],
+)
+def test_train_commands_name_a_bad_value(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from ocr_tasks.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_both_trainers_share_the_run_arguments() -> None:
+    from ocr_tasks.cli import build_parser
+
+    parser = build_parser()
+    for target, out in (("recognizer", "runs/recognizer"), ("detector", "runs/detector")):
+        args = parser.parse_args(["train", target, "--steps", "7", "--warmup", "3", "--threads", "1", "--device", "cpu"])
+        assert (args.steps, args.warmup, args.threads, args.out) == (7, 3, 1, out)

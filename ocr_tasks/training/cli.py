@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import resolve_device_name
+from .common import add_run_arguments, bounded, run_config_kwargs
 
 __all__ = ["COMMANDS", "TRAIN_TARGETS"]
 
@@ -21,19 +21,9 @@ def cmd_train_recognizer(args: argparse.Namespace) -> int:
 
     cfg = RecognizerTrainConfig(
         model=args.model,
-        out_dir=args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=resolve_device_name(args.device),
-        amp=not args.no_amp,
-        workers=args.workers,
         val_crops=args.val_crops,
-        val_every=args.val_every,
-        ckpt_every=args.ckpt_every,
-        threads=args.threads,
         options=json.loads(args.options) if args.options else {},
+        **run_config_kwargs(args),
     )
     result = train_recognizer(cfg, resume=not args.restart, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in result.items() if k != "losses"}))
@@ -43,21 +33,10 @@ def cmd_train_recognizer(args: argparse.Namespace) -> int:
 def add_train_recognizer(sub: Any) -> None:
     p = sub.add_parser("recognizer", help="train a recognizer on synthetic word crops")
     p.add_argument("--model", default="crnn_light", help="registered recognizer architecture to train")
-    p.add_argument("--out", default="runs/recognizer", help="run directory (checkpoints, logs)")
-    p.add_argument("--steps", type=int, default=20_000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--workers", type=int, default=1, help="data-rendering worker processes")
-    p.add_argument("--val-crops", type=int, default=1000)
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=250)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    add_run_arguments(p, out="runs/recognizer", steps=20_000, batch_size=64, lr=1e-3, warmup=300,
+                      val_every=500, ckpt_every=250, workers_help="data-rendering worker processes")
+    p.add_argument("--val-crops", type=bounded(int, 1, "--val-crops"), default=1000, help="held-out synthetic crops for validation")
     p.add_argument("--options", help='JSON overrides of the architecture options, e.g. \'{"hidden_size": 96}\'')
-    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_recognizer)
 
 

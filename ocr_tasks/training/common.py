@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["resolve_device_name", "warmup_cosine_lr", "atomic_save"]
+__all__ = ["resolve_device_name", "warmup_cosine_lr", "atomic_save", "bounded", "add_run_arguments", "run_config_kwargs"]
 
 
 def resolve_device_name(name: str) -> str:
@@ -41,3 +41,50 @@ def atomic_save(path: Path, **state: Any) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
+
+
+def bounded(kind: type, low: float, name: str, strict: bool = False) -> Any:
+    """An argparse type: ``kind`` parsed from text, at least ``low`` (above it when ``strict``);
+    anything else is refused with a message naming the option."""
+    import argparse
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {text!r}") from None
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{name} must be {'>' if strict else '>='} {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_run_arguments(p: Any, *, out: str, steps: int, batch_size: int, lr: float, warmup: int,
+                      val_every: int, ckpt_every: int, workers_help: str) -> None:
+    """The arguments every ``train`` target shares (run directory, schedule, device, checkpoints)."""
+    p.add_argument("--out", default=out, help="run directory (checkpoints, logs)")
+    p.add_argument("--steps", type=bounded(int, 1, "--steps"), default=steps)
+    p.add_argument("--batch-size", type=bounded(int, 1, "--batch-size"), default=batch_size)
+    p.add_argument("--lr", type=bounded(float, 0, "--lr", strict=True), default=lr, help="peak learning rate")
+    p.add_argument("--warmup", type=bounded(int, 0, "--warmup"), default=warmup, help="linear warmup steps")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--workers", type=bounded(int, 0, "--workers"), default=1, help=workers_help)
+    p.add_argument("--val-every", type=bounded(int, 1, "--val-every"), default=val_every)
+    p.add_argument("--ckpt-every", type=bounded(int, 1, "--ckpt-every"), default=ckpt_every)
+    p.add_argument("--threads", type=bounded(int, 0, "--threads"), default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_config_kwargs(args: Any) -> dict[str, Any]:
+    """The config fields :func:`add_run_arguments` parsed, by their config names."""
+    return {
+        "out_dir": args.out, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "warmup": args.warmup, "seed": args.seed, "device": resolve_device_name(args.device),
+        "amp": not args.no_amp, "workers": args.workers, "val_every": args.val_every,
+        "ckpt_every": args.ckpt_every, "threads": args.threads,
+    }

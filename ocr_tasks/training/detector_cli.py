@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .common import resolve_device_name
+from .common import add_run_arguments, bounded, resolve_device_name, run_config_kwargs
 
 __all__ = ["TRAIN_TARGETS", "add_train_detector", "add_tune_detector"]
 
@@ -30,22 +30,11 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     if args.width is not None:
         options["width"] = args.width
     cfg = DetectorTrainConfig(
-        out_dir=args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
         crop=args.crop,
         crops_per_page=args.crops_per_page,
-        lr=args.lr,
-        warmup=args.warmup,
-        seed=args.seed,
-        device=resolve_device_name(args.device),
-        amp=not args.no_amp,
-        workers=args.workers,
         val_pages=args.val_pages,
-        val_every=args.val_every,
-        ckpt_every=args.ckpt_every,
-        threads=args.threads,
         options=options,
+        **run_config_kwargs(args),
     )
     result = train_detector(cfg, resume=not args.restart, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in result.items() if k != "losses"}))
@@ -55,27 +44,15 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
 def add_train_detector(sub: Any) -> None:
     """Register ``train detector``."""
     p = sub.add_parser("detector", help="train the light CRAFT detector on synthetic pages")
-    p.add_argument("--out", default="runs/detector", help="run directory (checkpoints, logs)")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=8)
+    add_run_arguments(p, out="runs/detector", steps=3000, batch_size=8, lr=2e-3, warmup=150,
+                      val_every=250, ckpt_every=100, workers_help="page-rendering worker processes")
     p.add_argument(
         "--crop", type=int, default=384, help="square crop side in network input pixels (multiple of 32)"
     )
-    p.add_argument("--crops-per-page", type=int, default=8, help="training crops cut from each rendered page")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=150)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--workers", type=int, default=1, help="page-rendering worker processes")
-    p.add_argument("--val-pages", type=int, default=12, help="held-out synthetic pages for validation")
-    p.add_argument("--val-every", type=int, default=250)
-    p.add_argument("--ckpt-every", type=int, default=100)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--crops-per-page", type=bounded(int, 1, "--crops-per-page"), default=8, help="training crops cut from each rendered page")
+    p.add_argument("--val-pages", type=bounded(int, 0, "--val-pages"), default=12, help="held-out synthetic pages for validation")
     p.add_argument("--width", type=float, default=None, help="LightCRAFT channel multiplier (default 1.0)")
     p.add_argument("--options", help="JSON LightCRAFT constructor options, e.g. '{\"width\": 1.5}'")
-    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_detector)
 
 
