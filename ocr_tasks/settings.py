@@ -19,6 +19,10 @@ def _env_path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+#: Values of ``OCR_PRECISION`` (see :mod:`ocr_tasks.models.precision`).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration of the OCR library (and later the service)."""
@@ -36,6 +40,9 @@ class Settings:
     device: str = "auto"
     #: ``OCR_TORCH_THREADS``: intra-op threads for CPU inference (0 = torch's default).
     torch_threads: int = 0
+    #: ``OCR_PRECISION``: inference arithmetic, ``auto`` | ``fp32`` | ``bf16`` | ``fp16``
+    #: (:mod:`ocr_tasks.models.precision`; auto: bf16 on GPUs and on CPUs with native bf16).
+    precision: str = "auto"
     #: ``OCR_MAX_PIXELS``: largest accepted image (width x height); bigger images are refused.
     max_pixels: int = 40_000_000
     #: ``OCR_MAX_SIDE``: largest accepted side in pixels.
@@ -96,6 +103,7 @@ class Settings:
         "refiner": "OCR_REFINER",
         "device": "OCR_DEVICE",
         "torch_threads": "OCR_TORCH_THREADS",
+        "precision": "OCR_PRECISION",
         "max_pixels": "OCR_MAX_PIXELS",
         "max_side": "OCR_MAX_SIDE",
         "max_image_bytes": "OCR_MAX_IMAGE_BYTES",
@@ -143,6 +151,10 @@ class Settings:
                     raise ValueError(f"{var}={raw!r} is not a number") from exc
             else:
                 kwargs[name] = raw.strip()
+        precision = str(kwargs.get("precision", "auto")).lower()
+        if precision not in PRECISIONS:
+            raise ValueError(f"OCR_PRECISION={precision!r} is not one of {', '.join(PRECISIONS)}")
+        kwargs["precision"] = precision
         return cls(**kwargs)  # type: ignore[arg-type]
 
     @property

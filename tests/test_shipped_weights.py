@@ -24,9 +24,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def settings() -> Settings:
+def settings(precision: str = "fp32") -> Settings:
     clear_cache()
-    return Settings(device="cpu")
+    return Settings(device="cpu", precision=precision)
+
+
+#: Both CPU arithmetic modes (OCR_PRECISION): bf16 is the default on CPUs with native bf16.
+PRECISIONS = pytest.mark.parametrize("precision", ["fp32", "bf16"])
 
 
 @pytest.mark.parametrize("name", ["crnn_light", "craft_light"])
@@ -65,15 +69,17 @@ def rendered_words(font_path: str, size: int) -> list[tuple[np.ndarray, str]]:
         ("/usr/share/fonts/truetype/liberation2/LiberationMono-Regular.ttf", 18, 0.5),
     ],
 )
-def test_shipped_recognizer_reads_rendered_words(font, size, bar):
+@PRECISIONS
+def test_shipped_recognizer_reads_rendered_words(font, size, bar, precision):
     samples = rendered_words(font, size)
-    predictor = recognition_predictor(settings=settings())
+    predictor = recognition_predictor(settings=settings(precision))
     results = predictor.predict([c for c, _ in samples])
     correct = sum(text == word for (text, _), (_, word) in zip(results, samples))
     assert correct / len(samples) >= bar, list(zip([t for t, _ in results], [w for _, w in samples]))
 
 
-def test_shipped_detector_finds_the_words_of_a_rendered_page():
+@PRECISIONS
+def test_shipped_detector_finds_the_words_of_a_rendered_page(precision):
     font = _font("/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf", 24)
     page = Image.new("RGB", (900, 700), "white")
     draw = ImageDraw.Draw(page)
@@ -87,7 +93,7 @@ def test_shipped_detector_finds_the_words_of_a_rendered_page():
         draw.text((x, y), word, font=font, fill="black")
         boxes.append((left, top, right, bottom))
         x = right + 40
-    detector = detection_predictor(settings=settings())
+    detector = detection_predictor(settings=settings(precision))
     found = detector.detect(np.asarray(page))
     counts = evaluate_detection([b.quad for b in found], boxes)
     assert counts.recall >= 0.9 and counts.precision >= 0.9, counts.to_dict()

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..settings import Settings, get_settings
+from .precision import resolve_precision
 from .registry import ModelSpec, get_spec
 from .weights import load_weights, resolve_weights
 
@@ -70,7 +71,7 @@ def load_model(
 
 
 def _settings_key(settings: Settings) -> tuple[object, ...]:
-    return (str(settings.model_dir or ""), settings.device)
+    return (str(settings.model_dir or ""), settings.device, settings.precision)
 
 
 def _cached(key: tuple[object, ...], make):  # type: ignore[no-untyped-def]
@@ -100,7 +101,8 @@ def detection_predictor(name: str | None = None, refiner: str | None = None, set
         device = resolve_device(settings.device)
         model = load_model(spec, settings.model_dir, device)
         ref = load_model(ref_spec, settings.model_dir, device) if ref_spec else None
-        return DetectionPredictor(model, spec, refiner=ref, device=device)
+        dtype = resolve_precision(settings.precision, device)
+        return DetectionPredictor(model, spec, refiner=ref, device=device, precision=dtype)
 
     return _cached(("det", name, refiner, *_settings_key(settings)), make)
 
@@ -117,7 +119,8 @@ def recognition_predictor(name: str | None = None, settings: Settings | None = N
     def make() -> RecognitionPredictor:
         device = resolve_device(settings.device)
         model = load_model(spec, settings.model_dir, device)
-        return RecognitionPredictor(model, spec, device=device, max_batch=settings.recognizer_batch)
+        dtype = resolve_precision(settings.precision, device)
+        return RecognitionPredictor(model, spec, device=device, max_batch=settings.recognizer_batch, precision=dtype)
 
     return _cached(("rec", name, *_settings_key(settings)), make)
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from ...geometry import order_quad
 from ...schemas import DetectedBox, quad_to_list
+from ..precision import autocast
 from ..registry import ModelSpec
 from .postprocess import CraftThresholds, adjust_result_coordinates, get_det_boxes
 from .preprocess import normalize_mean_variance, resize_aspect_ratio
@@ -28,6 +29,7 @@ class DetectionPredictor:
         refiner: optional link refiner; when given, its output replaces the affinity map and
             polygons are produced, as the official test script does.
         device: where the model lives.
+        precision: autocast dtype of the forward pass (None: float32; :mod:`..precision`).
     """
 
     def __init__(
@@ -36,8 +38,10 @@ class DetectionPredictor:
         spec: ModelSpec,
         refiner: nn.Module | None = None,
         device: torch.device | str = "cpu",
+        precision: torch.dtype | None = None,
     ) -> None:
         self.model = model
+        self.precision = precision
         self.spec = spec
         self.refiner = refiner
         self.device = torch.device(device)
@@ -63,10 +67,12 @@ class DetectionPredictor:
         canvas, ratio, _ = resize_aspect_ratio(image, th.canvas_size, th.mag_ratio)
         x = normalize_mean_variance(canvas, mean=self.spec.mean, std=self.spec.std)
         tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device)
-        y, feature = self.model(tensor)
+        with autocast(self.device, self.precision):
+            y, feature = self.model(tensor)
+            refined = self.refiner(y, feature) if self.refiner is not None else None
         textmap = y[0, :, :, 0].float().cpu().numpy()
-        if self.refiner is not None:
-            linkmap = self.refiner(y, feature)[0, :, :, 0].float().cpu().numpy()
+        if refined is not None:
+            linkmap = refined[0, :, :, 0].float().cpu().numpy()
         else:
             linkmap = y[0, :, :, 1].float().cpu().numpy()
         return textmap, linkmap, ratio

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..precision import autocast
 from ..registry import ModelSpec
 from .converter import make_converter
 from .preprocess import keep_ratio_batches, official_input
@@ -27,12 +28,15 @@ class RecognitionPredictor:
         spec: its registry entry (charset, input size, keep_ratio).
         device: where the model lives.
         max_batch: most crops in one forward pass.
+        precision: autocast dtype of the forward pass (None: float32; :mod:`..precision`).
     """
 
     def __init__(
-        self, model: nn.Module, spec: ModelSpec, device: torch.device | str = "cpu", max_batch: int = 256
+        self, model: nn.Module, spec: ModelSpec, device: torch.device | str = "cpu", max_batch: int = 256,
+        precision: torch.dtype | None = None,
     ) -> None:
         self.model = model
+        self.precision = precision
         self.spec = spec
         self.device = torch.device(device)
         self.max_batch = max(1, int(max_batch))
@@ -40,7 +44,9 @@ class RecognitionPredictor:
         self.converter = make_converter(self.prediction, spec.character)
 
     def _forward(self, batch: torch.Tensor) -> list[tuple[str, float]]:
-        logits = self.model(batch.to(self.device), None, False).float()
+        with autocast(self.device, self.precision):
+            logits = self.model(batch.to(self.device), None, False)
+        logits = logits.float()
         if self.prediction == "CTC":
             return self.converter.decode_greedy(logits)
         return self.converter.decode(logits)
