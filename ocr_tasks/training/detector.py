@@ -23,7 +23,7 @@ negatives when there are fewer), or the hardest ``min_negatives`` pixels when th
 positives; ``mean(positive loss) + mean(negative loss)``, averaged over the batch.
 
 Optimiser: AdamW, linear warmup then cosine decay (to 2 % of the peak), gradient clipping,
-mixed precision (fp16 autocast + GradScaler) on CUDA.
+mixed precision (fp16 autocast + GradScaler) on CUDA, bf16 autocast on CPUs with native bf16.
 
 Validation runs the real :class:`DetectionPredictor` on held-out synthetic pages (a seed range
 training never uses) and scores word boxes with :mod:`ocr_tasks.evaluation.metrics`
@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..models.detection.preprocess import normalize_mean_variance, resize_aspect_ratio
 from ..models.registry import CRAFT_TEST_DEFAULTS, ModelSpec, get_spec
-from .common import atomic_save, warmup_cosine_lr
+from .common import amp_dtype, atomic_save, warmup_cosine_lr
 from .craft_targets import POSITIVE_THRESHOLD, word_targets
 
 __all__ = [
@@ -106,7 +106,7 @@ class DetectorTrainConfig:
         warmup: Linear warmup steps.
         seed: Run seed (model init, data seeds, shuffling).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
-        amp: Mixed precision (CUDA only).
+        amp: Mixed precision: fp16 on CUDA, bf16 on CPUs with native bf16 (``common.amp_dtype``).
         workers: Page-rendering DataLoader worker processes (0 = render in the main process).
         val_pages: Held-out synthetic pages for validation (0 = no validation).
         val_every: Validate every this many steps (and at the end).
@@ -463,7 +463,8 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
     model = build_model(spec).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    use_amp = cfg.amp and device.type == "cuda"
+    mixed = amp_dtype(cfg.amp, device)
+    use_amp = mixed is torch.float16  # the GradScaler is for float16 only; bfloat16 needs none
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, pages_done, best, fresh_from = 0, 0, -1.0, 0
     last = out / "last.pt"
@@ -515,7 +516,7 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
         lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=mixed or torch.float32, enabled=mixed is not None):
             y, _ = model(images)
         loss, part = detector_loss(y.float(), targets, cfg.neg_ratio, cfg.min_negatives)
         optimizer.zero_grad(set_to_none=True)

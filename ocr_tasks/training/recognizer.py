@@ -29,7 +29,7 @@ from ..models.factory import build_model
 from ..models.recognition.converter import make_converter
 from ..models.recognition.preprocess import keep_ratio_batches, official_input
 from ..models.registry import ModelSpec, get_spec
-from .common import atomic_save, warmup_cosine_lr
+from .common import amp_dtype, atomic_save, warmup_cosine_lr
 
 __all__ = ["RecognizerTrainConfig", "SynthCropStream", "train_recognizer", "evaluate_crops", "VAL_SEED"]
 
@@ -198,7 +198,8 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True) if spec.options.get("prediction", "CTC") == "CTC" else None
-    use_amp = cfg.amp and device.type == "cuda"
+    mixed = amp_dtype(cfg.amp, device)
+    use_amp = mixed is torch.float16  # the GradScaler is for float16 only; bfloat16 needs none
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, pages_done, best, fresh_from = 0, 0, -1.0, 0
     last = out / "last.pt"
@@ -233,7 +234,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
                 break
             for g in optimizer.param_groups:
                 g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(device.type, dtype=mixed or torch.float32, enabled=mixed is not None):
                 loss = _loss(model, converter, spec, images.to(device), [texts[i] for i in indices], ctc, device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
