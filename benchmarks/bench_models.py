@@ -99,8 +99,20 @@ def main() -> None:
     ap.add_argument("--skip-full-craft", action="store_true", help="skip the 20M-param VGG CRAFT (slow on CPU)")
     ap.add_argument("--only", nargs="*", help="benchmark only these registry names")
     ap.add_argument("--json", help="write the table as JSON here")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="CPU arithmetic (OCR_PRECISION): bf16 autocast around every forward pass")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from ocr_tasks.models.precision import autocast, resolve_precision
+
+    cpu = torch.device("cpu")
+    with autocast(cpu, resolve_precision(args.precision, cpu)):
+        rows = _bench_all(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"precision": args.precision, "threads": args.threads, "rows": rows}, indent=1))
+
+
+def _bench_all(args: argparse.Namespace) -> list[dict]:
     rows = []
     for spec in list_specs():
         if spec.arch == "craft" and args.skip_full_craft:
@@ -162,8 +174,7 @@ def main() -> None:
             f"{r['cpu_seconds']:>8.3f}s  {r['input']}",
             flush=True,
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1))
+    return rows
 
 
 if __name__ == "__main__":
