@@ -18,9 +18,10 @@ def test_explicit_names_resolve_to_their_dtype() -> None:
     assert precision_name(None) == "fp32" and precision_name(torch.bfloat16) == "bf16"
 
 
-def test_auto_on_cpu_follows_native_bf16_support() -> None:
-    expected = torch.bfloat16 if cpu_has_native_bf16() else None
-    assert resolve_precision("auto", CPU) is expected
+def test_auto_on_cpu_is_fp32() -> None:
+    # bf16 made the pipeline slower on CPU (a new oneDNN kernel per input shape): docs in the module
+    assert resolve_precision("auto", CPU) is None
+    assert isinstance(cpu_has_native_bf16(), bool)
 
 
 @pytest.mark.parametrize(("name", "message"), [("int8", "OCR_PRECISION must be one of"), ("fp16", "needs a GPU")])
