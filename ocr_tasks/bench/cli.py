@@ -127,12 +127,12 @@ def _warm_up(args: argparse.Namespace, base: str, pages: list[tuple[str, bytes]]
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _tree_cpu_seconds(pid: int) -> float:
+def _tree_cpu_seconds(pid: int, children: dict[int, list[int]] | None = None) -> float:
     """CPU seconds (user + system) of a process and its live descendants, from /proc (Linux)."""
     from .memory import tree_pids
 
     total = 0.0
-    for current in tree_pids(pid):
+    for current in tree_pids(pid, children):
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
@@ -148,7 +148,10 @@ class _Probe:
         self.stack = stack
 
     def snapshot(self) -> dict[str, Any]:
-        cpu = {name: _tree_cpu_seconds(proc.pid) for name, proc in self.stack.procs.items()}
+        from .memory import process_children
+
+        children = process_children()
+        cpu = {name: _tree_cpu_seconds(proc.pid, children) for name, proc in self.stack.procs.items()}
         cpu["bench client"] = sum(os.times()[:2])
         client = self.stack.redis()
         try:

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["tree_pids", "tree_memory_mb", "MemorySampler", "summarize"]
+__all__ = ["process_children", "tree_pids", "tree_memory_mb", "MemorySampler", "summarize"]
 
 
-def tree_pids(pid: int) -> list[int]:
-    """``pid`` and its live descendants."""
+def process_children() -> dict[int, list[int]]:
+    """Parent pid -> child pids of every live process (one pass over /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -31,6 +31,12 @@ def tree_pids(pid: int) -> list[int]:
             except OSError:
                 continue
             children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def tree_pids(pid: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """``pid`` and its live descendants (``children``: a :func:`process_children` map to reuse)."""
+    children = process_children() if children is None else children
     out, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -39,25 +45,25 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
+def _field_kb(path: str, key: str) -> int | None:
+    """The kB value of the line starting with ``key`` in a /proc status-style file, if any."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _process_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    pss = _field_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+    return pss if pss is not None else (_field_kb(f"/proc/{pid}/status", "VmRSS:") or 0)
 
 
-def tree_memory_mb(pid: int) -> float:
+def tree_memory_mb(pid: int, children: dict[int, list[int]] | None = None) -> float:
     """PSS (or RSS) of a process tree in MiB."""
-    return sum(_process_kb(p) for p in tree_pids(pid)) / 1024.0
+    return sum(_process_kb(p) for p in tree_pids(pid, children)) / 1024.0
 
 
 class MemorySampler:
@@ -73,7 +79,8 @@ class MemorySampler:
 
     def _sample(self) -> None:
         row = {"t": round(time.monotonic() - self._t0, 2)}
-        row.update({name: round(tree_memory_mb(pid), 1) for name, pid in self.pids.items()})
+        children = process_children()  # one /proc pass per sample, shared by every tree
+        row.update({name: round(tree_memory_mb(pid, children), 1) for name, pid in self.pids.items()})
         self.samples.append(row)
 
     def _loop(self) -> None:
