@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..settings import Settings, get_settings
-from .precision import resolve_precision
+from .precision import precision_name, resolve_precision
 from .registry import ModelSpec, get_spec
 from .weights import load_weights, resolve_weights
 
@@ -102,6 +102,7 @@ def detection_predictor(name: str | None = None, refiner: str | None = None, set
         model = load_model(spec, settings.model_dir, device)
         ref = load_model(ref_spec, settings.model_dir, device) if ref_spec else None
         dtype = resolve_precision(settings.precision, device)
+        log.info("detector %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
         return DetectionPredictor(model, spec, refiner=ref, device=device, precision=dtype)
 
     return _cached(("det", name, refiner, *_settings_key(settings)), make)
@@ -120,6 +121,7 @@ def recognition_predictor(name: str | None = None, settings: Settings | None = N
         device = resolve_device(settings.device)
         model = load_model(spec, settings.model_dir, device)
         dtype = resolve_precision(settings.precision, device)
+        log.info("recognizer %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
         return RecognitionPredictor(model, spec, device=device, max_batch=settings.recognizer_batch, precision=dtype)
 
     return _cached(("rec", name, *_settings_key(settings)), make)
