@@ -86,6 +86,17 @@ def test_learning_rate_warms_up_again_after_a_resume_without_optimiser_state() -
         (["train", "recognizer", "--val-crops", "0"], "--val-crops must be >= 1"),
         (["train", "detector", "--workers", "-1"], "--workers must be >= 0"),
         (["train", "detector", "--crops-per-page", "0"], "--crops-per-page must be >= 1"),
+        (["train", "detector", "--crop", "100"], "--crop must be a multiple of 32"),
+        (["train", "detector", "--width", "0"], "--width must be > 0"),
+        (["train", "detector", "--options", "[1]"], "--options must be a JSON object, got list"),
+        (["train", "recognizer", "--options", "{bad"], "--options must be a JSON object: Expecting property name"),
+        (["train", "tune-detector", "runs/x", "--text", "0.5,abc"], "--text must be a number, got 'abc'"),
+        (["train", "tune-detector", "runs/x", "--link", "0"], "--link must be > 0"),
+        (["train", "tune-detector", "runs/x", "--canvas", "10"], "--canvas must be >= 32"),
+        (["train", "tune-detector", "runs/x", "--mag", ","], "--mag needs at least one value"),
+        (["train", "tune-detector", "runs/x", "--pages", "0"], "--pages must be >= 1"),
+        (["train", "tune-detector", "runs/x", "--top-sizes", "0"], "--top-sizes must be >= 1"),
+        (["train", "tune-detector", "runs/x", "--threads", "-2"], "--threads must be >= 0"),
     ],
 )
 def test_train_commands_name_a_bad_value(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,3 +114,33 @@ def test_both_trainers_share_the_run_arguments() -> None:
     for target, out in (("recognizer", "runs/recognizer"), ("detector", "runs/detector")):
         args = parser.parse_args(["train", target, "--steps", "7", "--warmup", "3", "--threads", "1", "--device", "cpu"])
         assert (args.steps, args.warmup, args.threads, args.out) == (7, 3, 1, out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "recognizer", "--options", '{"hiden_size": 96}'], "unknown recognizer option(s): hiden_size"),
+        (["train", "recognizer", "--options", '{"hidden_size": 0}'], "invalid hidden_size=0"),
+        (["train", "detector", "--options", '{"depth": 3}'], "unknown LightCRAFT option(s) ['depth']"),
+    ],
+)
+def test_train_commands_refuse_bad_architecture_options_before_training(
+    argv: list[str], message: str, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ocr_tasks.cli import main
+
+    out = tmp_path / "run"
+    assert main([*argv, "--out", str(out), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--options" in err and message in err
+    assert not out.exists()  # refused before a run directory or any training
+
+
+def test_tune_grid_values_are_parsed_to_tuples() -> None:
+    from ocr_tasks.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "tune-detector", "runs/x", "--text", "0.6, 0.7", "--canvas", "1280,1920", "--mag", "1.5"]
+    )
+    assert (args.text, args.canvas, args.mag) == ((0.6, 0.7), (1280, 1920), (1.5,))
+    assert isinstance(args.link, tuple) and args.link  # the default grid, parsed by the same type

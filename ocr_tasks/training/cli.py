@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import add_run_arguments, bounded, run_config_kwargs
+from .common import add_run_arguments, bounded, json_object, run_config_kwargs
 
 __all__ = ["COMMANDS", "TRAIN_TARGETS"]
 
@@ -17,14 +17,24 @@ __all__ = ["COMMANDS", "TRAIN_TARGETS"]
 
 
 def cmd_train_recognizer(args: argparse.Namespace) -> int:
-    from .recognizer import RecognizerTrainConfig, train_recognizer
+    from .recognizer import RecognizerTrainConfig, _spec, train_recognizer
 
     cfg = RecognizerTrainConfig(
         model=args.model,
         val_crops=args.val_crops,
-        options=json.loads(args.options) if args.options else {},
+        options=dict(args.options or {}),
         **run_config_kwargs(args),
     )
+    from ..errors import OCRError
+
+    try:
+        _spec(cfg)
+    except OCRError:  # unknown --model: reported as such by the CLI
+        raise
+    except ValueError as exc:
+        from ..cli import CLIError
+
+        raise CLIError(f"--options: {exc}") from None
     result = train_recognizer(cfg, resume=not args.restart, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in result.items() if k != "losses"}))
     return 0
@@ -36,7 +46,7 @@ def add_train_recognizer(sub: Any) -> None:
     add_run_arguments(p, out="runs/recognizer", steps=20_000, batch_size=64, lr=1e-3, warmup=300,
                       val_every=500, ckpt_every=250, workers_help="data-rendering worker processes")
     p.add_argument("--val-crops", type=bounded(int, 1, "--val-crops"), default=1000, help="held-out synthetic crops for validation")
-    p.add_argument("--options", help='JSON overrides of the architecture options, e.g. \'{"hidden_size": 96}\'')
+    p.add_argument("--options", type=json_object("--options"), help='JSON overrides of the architecture options, e.g. \'{"hidden_size": 96}\'')
     p.set_defaults(func=cmd_train_recognizer)
 
 

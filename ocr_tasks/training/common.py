@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["resolve_device_name", "warmup_cosine_lr", "atomic_save", "bounded", "add_run_arguments", "run_config_kwargs",
-           "amp_dtype"]
+__all__ = ["resolve_device_name", "warmup_cosine_lr", "atomic_save", "bounded", "bounded_list", "multiple_of",
+           "json_object", "add_run_arguments", "run_config_kwargs", "amp_dtype"]
 
 
 def resolve_device_name(name: str) -> str:
@@ -57,6 +57,54 @@ def bounded(kind: type, low: float, name: str, strict: bool = False) -> Any:
             raise argparse.ArgumentTypeError(f"{name} must be {what}, got {text!r}") from None
         if value < low or (strict and value == low):
             raise argparse.ArgumentTypeError(f"{name} must be {'>' if strict else '>='} {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+def bounded_list(kind: type, low: float, name: str, strict: bool = False) -> Any:
+    """An argparse type: a comma-separated list of ``kind`` values, each checked as by
+    :func:`bounded`; an empty list is refused."""
+    import argparse
+
+    one = bounded(kind, low, name, strict)
+
+    def parse(text: str) -> tuple[Any, ...]:
+        values = tuple(one(v.strip()) for v in text.split(",") if v.strip())
+        if not values:
+            raise argparse.ArgumentTypeError(f"{name} needs at least one value, got {text!r}")
+        return values
+
+    return parse
+
+
+def multiple_of(step: int, name: str) -> Any:
+    """An argparse type: a positive integer that is a multiple of ``step``."""
+    import argparse
+
+    positive = bounded(int, 1, name)
+
+    def parse(text: str) -> int:
+        value = positive(text)
+        if value % step:
+            raise argparse.ArgumentTypeError(f"{name} must be a multiple of {step}, got {text!r}")
+        return value
+
+    return parse
+
+
+def json_object(name: str) -> Any:
+    """An argparse type: a JSON object (``'{"key": value}'``) parsed to a dict."""
+    import argparse
+    import json
+
+    def parse(text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{name} must be a JSON object: {exc}") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"{name} must be a JSON object, got {type(value).__name__}")
         return value
 
     return parse

@@ -67,7 +67,10 @@ def _spec(cfg: RecognizerTrainConfig) -> ModelSpec:
 
     spec = get_spec(cfg.model, "recognizer")
     if cfg.options:
+        from ..models.recognition.network import RecognizerOptions
+
         spec = replace(spec, options={**spec.options, **cfg.options})
+        RecognizerOptions.from_mapping(dict(spec.options), strict=True)  # ValueError names the bad option
     return spec
 
 
