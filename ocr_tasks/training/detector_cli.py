@@ -8,7 +8,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .common import add_run_arguments, bounded, bounded_list, json_object, multiple_of, resolve_device_name, run_config_kwargs
+from .common import (
+    add_run_arguments,
+    bounded,
+    bounded_list,
+    json_object,
+    multiple_of,
+    resolve_device_name,
+    run_config_kwargs,
+)
 
 __all__ = ["TRAIN_TARGETS", "add_train_detector", "add_tune_detector"]
 
