@@ -27,6 +27,8 @@ from typing import Any
 
 from celery import Celery, states
 from celery.backends.redis import RedisBackend
+from celery.exceptions import BackendStoreError
+from kombu.utils.encoding import bytes_to_str
 
 __all__ = ["WorkerRedisBackend", "use_worker_backend", "WORKER_SCHEME"]
 
@@ -52,13 +54,22 @@ class WorkerRedisBackend(RedisBackend):
 
     def _store_result(self, task_id: str, result: Any, state: str, traceback: Any = None,
                       request: Any = None, **kwargs: Any) -> Any:
-        """Store as Celery does, except an unfinished state over a finished one (kept as it is)."""
-        if state not in states.READY_STATES:
-            current = self._get_task_meta_for(task_id).get("status")
-            if current in states.READY_STATES:
-                log.warning("task %s is already %s; its late %s is not stored", task_id, current, state)
-                return result
-        return super()._store_result(task_id, result, state, traceback=traceback, request=request, **kwargs)
+        """Store as Celery 5's ``BaseKeyValueStoreBackend._store_result`` does (a stored SUCCESS
+        is never overwritten), and also never an unfinished state over a finished one; one GET
+        of the stored state decides both (Celery's own check would be a second GET)."""
+        meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
+        meta["task_id"] = bytes_to_str(task_id)
+        current = self._get_task_meta_for(task_id).get("status")
+        if current == states.SUCCESS:
+            return result
+        if state not in states.READY_STATES and current in states.READY_STATES:
+            log.warning("task %s is already %s; its late %s is not stored", task_id, current, state)
+            return result
+        try:
+            self._set_with_state(self.get_key_for_task(task_id), self.encode(meta), state)
+        except BackendStoreError as ex:
+            raise BackendStoreError(str(ex), state=state, task_id=task_id) from ex
+        return result
 
 
 def use_worker_backend(app: Celery) -> bool:

@@ -50,7 +50,29 @@ def test_a_finished_task_never_goes_back_to_started(noop_stack: Stack) -> None:
         assert backend.get_task_meta(running)["status"] == states.STARTED
         backend.mark_as_done(running, 42)
         assert backend.get_task_meta(running)["status"] == states.SUCCESS
+        backend.mark_as_failure(running, ValueError("late"))  # Celery's rule: SUCCESS stays
+        assert backend.get_task_meta(running)["status"] == states.SUCCESS
         for task_id in (failed, done, running):
             backend.forget(task_id)
+    finally:
+        app.close()
+
+
+def test_each_store_reads_the_stored_state_once(noop_stack: Stack, monkeypatch) -> None:
+    """The finished-state check and Celery's own SUCCESS check share one GET per store."""
+    app = create_celery(noop_stack.settings)
+    assert use_worker_backend(app)
+    backend = app.backend
+    reads: list[str] = []
+    real_get = backend.get
+    monkeypatch.setattr(backend, "get", lambda key: reads.append(key) or real_get(key))
+    try:
+        task_id = str(uuid.uuid4())
+        for state in (states.STARTED, states.RETRY, states.FAILURE, states.SUCCESS):
+            value = ValueError(state) if state in states.EXCEPTION_STATES else {"state": state}
+            backend.store_result(task_id, value, state)
+        assert len(reads) == 4 and set(reads) == {backend.get_key_for_task(task_id)}
+        assert backend.get_task_meta(task_id)["status"] == states.SUCCESS  # FAILURE -> SUCCESS moves on
+        backend.forget(task_id)
     finally:
         app.close()
