@@ -87,37 +87,19 @@ def get_client() -> TaskClient:
 
 
 def detector() -> Any:
-    """The configured detector, loaded on first call and cached by the model factory.
+    """The configured detector (``OCR_MODELS``, as in the workers), loaded on first call and
+    cached by the model factory."""
+    from ocr_tasks.predictors import load_detector
 
-    ``OCR_MODELS=noop``/``noop-failing`` gives the torch-free grid stand-in, as in the workers.
-    """
-    settings = get_settings()
-    if settings.models in ("noop", "noop-failing"):
-        from ocr_tasks.noop import GridDetector
-
-        return GridDetector()
-    from ocr_tasks.models.factory import detection_predictor
-
-    return detection_predictor(settings=settings)
+    return load_detector(get_settings())
 
 
 def recognizer() -> Any:
-    """The configured recognizer, loaded on first call and cached by the model factory.
+    """The configured recognizer (``OCR_MODELS``, as in the workers), loaded on first call and
+    cached by the model factory."""
+    from ocr_tasks.predictors import load_recognizer
 
-    ``OCR_MODELS=noop`` gives the torch-free echo stand-in, ``noop-failing`` one that raises.
-    """
-    settings = get_settings()
-    if settings.models == "noop":
-        from ocr_tasks.noop import EchoRecognizer
-
-        return EchoRecognizer()
-    if settings.models == "noop-failing":
-        from ocr_tasks.noop import FailingRecognizer
-
-        return FailingRecognizer()
-    from ocr_tasks.models.factory import recognition_predictor
-
-    return recognition_predictor(settings=settings)
+    return load_recognizer(get_settings())
 
 
 @contextmanager

@@ -2,9 +2,8 @@
 
 Predictors load on first use inside the process that runs the task: a prefork child, the
 solo worker, or a thread pool's process. They are never built in the parent of a forked pool
-(nothing touches them there) and never per task. ``OCR_MODELS`` picks the real models
-(:mod:`ocr_tasks.models.factory`, which imports torch) or the torch-free stand-ins of
-:mod:`ocr_tasks.noop`.
+(nothing touches them there) and never per task. ``OCR_MODELS`` picks them
+(:mod:`ocr_tasks.predictors`).
 """
 
 from __future__ import annotations
@@ -21,33 +20,13 @@ from celery.exceptions import Reject
 from celery.worker.request import Request
 from kombu.exceptions import OperationalError
 
-from ..noop import EchoRecognizer, FailingRecognizer, GridDetector
+from ..predictors import load_detector, load_recognizer
 from ..settings import Settings
 from ..storage import REDIS_ERRORS, PageStore
 
 __all__ = ["OCRTask", "load_detector", "load_recognizer", "requeue_if_redis_is_down"]
 
 log = logging.getLogger(__name__)
-
-
-def load_detector(settings: Settings) -> Any:
-    """The detector for ``settings.models`` ("real", "noop" or "noop-failing")."""
-    if settings.models in ("noop", "noop-failing"):
-        return GridDetector()
-    from ..models.factory import detection_predictor
-
-    return detection_predictor(settings=settings)
-
-
-def load_recognizer(settings: Settings) -> Any:
-    """The recognizer for ``settings.models``; "noop-failing" raises on every batch."""
-    if settings.models == "noop":
-        return EchoRecognizer()
-    if settings.models == "noop-failing":
-        return FailingRecognizer()
-    from ..models.factory import recognition_predictor
-
-    return recognition_predictor(settings=settings)
 
 
 @contextmanager
