@@ -175,7 +175,7 @@ class _Probe:
 def _run_all(
     args: argparse.Namespace, base: str, pages: list[tuple[str, bytes]], modes: list[str], probe: _Probe | None = None
 ) -> dict[int, dict[str, Any]]:
-    from .memory import MemorySampler, summarize
+    from .memory import MemorySampler
     from .report import format_details
 
     _warm_up(args, base, pages, modes)
@@ -188,7 +188,7 @@ def _run_all(
                 pids = {name: proc.pid for name, proc in probe.stack.procs.items()}
                 with MemorySampler(pids, interval=args.memory_interval) as sampler:
                     summary = _run_mode(args, base, mode, n, pages)
-                summary["memory"] = summarize(sampler.samples)
+                summary["memory"] = sampler.summary()
             else:
                 summary = _run_mode(args, base, mode, n, pages)
             if probe and before:
@@ -355,8 +355,9 @@ def add_bench(sub: Any) -> None:
         "--sweep-batch", type=lambda s: parse_int_list(s, "--sweep-batch", high=10_000),
         help="one spawned stack per OCR_BATCH_SIZE (e.g. 50,100,200,350,500)",
     )
-    g.add_argument("--memory-interval", type=float, default=1.0,
-                   help="seconds between memory samples of a spawned stack's processes (PSS per process tree)")
+    g.add_argument("--memory-interval", type=float, default=2.0,
+                   help="seconds between memory samples of a spawned stack's processes (PSS per process tree; "
+                        "each sample costs ~0.1 s of CPU with the real models, shown in the report)")
     g.add_argument("--models", default="noop", help="OCR_MODELS of spawned stacks (noop or real)")
     g.add_argument("--model-dir", type=Path, help="OCR_MODEL_DIR of spawned stacks")
     g.add_argument("--batch-size", default="350", help="OCR_BATCH_SIZE of a spawned stack (or auto)")

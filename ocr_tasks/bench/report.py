@@ -199,7 +199,11 @@ def format_details(n: int, summary: Mapping[str, Any]) -> str:
             f"{k} {v['second_tenth_mb']:.0f}->{v['last_tenth_mb']:.0f} ({v['growth_pct']:+.1f}%, max {v['max_mb']:.0f})"
             for k, v in memory["processes"].items()
         ]
-        lines.append("  memory MiB PSS, 2nd tenth -> last tenth of the run: " + ", ".join(parts))
+        line = "  memory MiB PSS, 2nd tenth -> last tenth of the run: " + ", ".join(parts)
+        if "sampler_cpu_s" in memory:
+            line += (f" [{memory['samples']} samples every {memory['interval_s']:g} s; sampler CPU "
+                     f"{memory['sampler_cpu_s']:.1f} s = {memory['sampler_cpu_pct']:.1f}% of one core]")
+        lines.append(line)
     if summary.get("errors"):
         lines.append("  errors: " + "; ".join(f"{k} x{v}" for k, v in summary["errors"].items()))
     return "\n".join(lines)

@@ -313,3 +313,20 @@ def test_memory_summary_compares_the_last_tenth_with_the_second() -> None:
     assert got["growth_pct"] == 15.0 and got["max_mb"] == 115.0 and got["start_mb"] == 50.0
     assert len(summarize(samples, max_points=10)["series"]) == 10
     assert summarize([]) == {}
+
+
+def test_memory_sampler_reports_its_own_cpu_time() -> None:
+    from ocr_tasks.bench.memory import MemorySampler
+
+    with MemorySampler({"me": os.getpid()}, interval=0.05) as sampler:
+        time.sleep(0.4)
+    got = sampler.summary()
+    assert got["samples"] == len(sampler.samples) >= 5
+    assert got["interval_s"] == 0.05 and got["processes"]["me"]["max_mb"] > 10
+    # each sample reads /proc: some CPU, far less than the wall time it covered
+    assert 0 < got["sampler_cpu_s"] < got["seconds"]
+    assert got["sampler_cpu_pct"] == round(100 * sampler.cpu_seconds / got["seconds"], 2)
+    from ocr_tasks.bench.report import format_details
+
+    text = format_details(4, {**summarize(_result("batched", 4.0)), "memory": got})
+    assert f"{got['samples']} samples every 0.05 s; sampler CPU" in text and "% of one core]" in text
