@@ -237,4 +237,4 @@ def test_cli_registers_detector_targets():
     args = parser.parse_args(["train", "detector", "--steps", "7", "--crop", "256", "--device", "cpu"])
     assert args.steps == 7 and args.crop == 256 and args.out == "runs/detector"
     args = parser.parse_args(["train", "tune-detector", "runs/x", "--pages", "3", "--canvas", "1024,1280"])
-    assert args.run_dir == "runs/x" and args.pages == 3 and args.canvas == "1024,1280"
+    assert args.run_dir == "runs/x" and args.pages == 3 and args.canvas == (1024, 1280)
