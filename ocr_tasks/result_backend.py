@@ -57,14 +57,14 @@ class WorkerRedisBackend(RedisBackend):
         """Store as Celery 5's ``BaseKeyValueStoreBackend._store_result`` does (a stored SUCCESS
         is never overwritten), and also never an unfinished state over a finished one; one GET
         of the stored state decides both (Celery's own check would be a second GET)."""
-        meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
-        meta["task_id"] = bytes_to_str(task_id)
         current = self._get_task_meta_for(task_id).get("status")
         if current == states.SUCCESS:
             return result
         if state not in states.READY_STATES and current in states.READY_STATES:
             log.warning("task %s is already %s; its late %s is not stored", task_id, current, state)
             return result
+        meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
+        meta["task_id"] = bytes_to_str(task_id)
         try:
             self._set_with_state(self.get_key_for_task(task_id), self.encode(meta), state)
         except BackendStoreError as ex:

@@ -147,8 +147,21 @@ class DetectorTrainConfig:
 
 
 def detector_spec(options: Mapping[str, Any] | None = None) -> ModelSpec:
-    """The registry's ``craft_light`` spec with the architecture ``options`` replaced."""
-    return replace(get_spec("craft_light", "detector"), options=dict(options or {}))
+    """The registry's ``craft_light`` spec with the architecture ``options`` replaced.
+
+    Raises:
+        ValueError: An option that is not a ``LightCRAFT`` constructor parameter.
+    """
+    import inspect
+
+    from ..models.detection.light import LightCRAFT
+
+    options = dict(options or {})
+    known = set(inspect.signature(LightCRAFT).parameters)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown LightCRAFT option(s) {unknown}; known: {sorted(known)}")
+    return replace(get_spec("craft_light", "detector"), options=options)
 
 
 # -- data ------------------------------------------------------------------------------------

@@ -20,14 +20,11 @@ from .common import (
 
 __all__ = ["TRAIN_TARGETS", "add_train_detector", "add_tune_detector"]
 
-#: Constructor options ``train detector --options`` may set (``LightCRAFT(width=...)``).
-_LIGHT_CRAFT_OPTIONS = frozenset({"width"})
-
 
 
 def cmd_train_detector(args: argparse.Namespace) -> int:
     """Run ``train detector``."""
-    from .detector import DetectorTrainConfig, train_detector
+    from .detector import DetectorTrainConfig, detector_spec, train_detector
 
     options: dict[str, Any] = dict(args.options or {})
     if args.width is not None:
@@ -39,11 +36,12 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         options=options,
         **run_config_kwargs(args),
     )
-    unknown = sorted(set(options) - _LIGHT_CRAFT_OPTIONS)
-    if unknown:
+    try:
+        detector_spec(options)
+    except ValueError as exc:
         from ..cli import CLIError
 
-        raise CLIError(f"--options: unknown LightCRAFT option(s) {unknown}; known: {sorted(_LIGHT_CRAFT_OPTIONS)}")
+        raise CLIError(f"--options: {exc}") from None
     result = train_detector(cfg, resume=not args.restart, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in result.items() if k != "losses"}))
     return 0
