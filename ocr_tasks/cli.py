@@ -44,6 +44,8 @@ def _threshold_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if getattr(args, "poly", False):
         out["poly"] = True
+    if getattr(args, "align_short_words", None) is not None:
+        out["align_short_words"] = args.align_short_words
     return out
 
 
@@ -60,6 +62,12 @@ def _add_model_args(p: argparse.ArgumentParser, detector: bool, recognizer: bool
         g.add_argument("--canvas-size", type=int)
         g.add_argument("--mag-ratio", type=float)
         g.add_argument("--poly", action="store_true", help="fit polygons (reported boxes stay quads)")
+        g.add_argument(
+            "--align-short-words",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="fit short words' boxes at their page's text angle (bundled detector: on)",
+        )
     if recognizer:
         p.add_argument("--recognizer", help="registered recognizer name (default: $OCR_RECOGNIZER or crnn_light)")
 

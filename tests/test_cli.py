@@ -104,6 +104,19 @@ def test_detect_with_threshold_override(light_model_dir, page_png, capsys):
     assert "boxes" in out
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [([], {}), (["--align-short-words"], {"align_short_words": True}),
+     (["--no-align-short-words"], {"align_short_words": False})],
+)
+def test_align_short_words_flag(flags, expected):
+    from ocr_tasks.cli import _threshold_overrides, build_parser
+
+    for command in ("ocr", "detect"):
+        args = build_parser().parse_args([command, "page.png", *flags])
+        assert _threshold_overrides(args) == expected
+
+
 def _official_dir(manifests, tmp_path: Path, names: list[str]) -> Path:
     for i, name in enumerate(names):
         save_legacy(random_state_from_manifest(manifests[name], seed=i), tmp_path / f"{name}.pth")

@@ -48,6 +48,7 @@ THRESHOLD_PARAMS: tuple[str, ...] = (
     "low_text",
     "canvas_size",
     "mag_ratio",
+    "align_short_words",
 )
 
 DEFAULTS: dict[str, Any] = {

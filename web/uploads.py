@@ -120,11 +120,15 @@ def _number(name: str, raw: str, *, integer: bool) -> float:
     return value
 
 
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
 def read_thresholds() -> dict[str, Any]:
     """Detection overrides from the query string or form (only those given), validated.
 
     ``text_threshold``, ``link_threshold``, ``low_text``: numbers in [0, 1];
-    ``canvas_size``: integer in [32, MAX_CANVAS_SIZE]; ``mag_ratio``: number in (0, MAX_MAG_RATIO].
+    ``canvas_size``: integer in [32, MAX_CANVAS_SIZE]; ``mag_ratio``: number in (0, MAX_MAG_RATIO];
+    ``align_short_words``: true/false (also 1/0, yes/no, on/off).
 
     Raises:
         APIError: a value that is not a number or is out of range, naming the parameter.
@@ -144,6 +148,11 @@ def read_thresholds() -> dict[str, Any]:
             if not 32 <= size <= max_canvas:
                 raise APIError(f"canvas_size must be between 32 and {max_canvas}, got {size}")
             out[name] = size
+        elif name == "align_short_words":
+            flag = _BOOLEANS.get(raw.lower())
+            if flag is None:
+                raise APIError(f"{name} must be true or false, got {raw!r}")
+            out[name] = flag
         elif name == "mag_ratio":
             ratio = _number(name, raw, integer=False)
             if not 0 < ratio <= max_mag:

@@ -256,6 +256,8 @@ def tune_detector(
     best = max(table, key=lambda r: (r["hmean"], -r["s_per_page"]))
     keys = ("text_threshold", "link_threshold", "low_text", "canvas_size", "mag_ratio")
     thresholds = {k: best[k] for k in keys}
+    if base.align_short_words:  # not searched: carried over from the model's registered settings
+        thresholds["align_short_words"] = True
     CraftThresholds.from_mapping(thresholds)  # validate before writing
     (run / "thresholds.json").write_text(json.dumps(thresholds, indent=1) + "\n")
     summary = {

@@ -81,6 +81,69 @@ def test_rotated_rectangle_20_degrees() -> None:
     assert scores[0] == pytest.approx(0.9, abs=1e-6)
 
 
+def _line_with_short_word(angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Three long words and a short word with a descender on one line rotated by ``angle_deg``.
+
+    The short word is two overlapping discs, the right one 4 pixels lower (a "by" whose "y"
+    descends): the diagonal shape tilts its own minimum-area rectangle ~18 degrees off the line.
+    """
+    h, w = 140, 260
+    text, link = _maps(h, w)
+    local = np.zeros((h, w), np.float32)
+    for x0 in (10, 70, 130):  # long words: 48 x 14
+        local[60:74, x0 : x0 + 48] = 0.9
+    cv2.circle(local, (201, 64), 8, 0.9, -1)  # short word
+    cv2.circle(local, (213, 68), 8, 0.9, -1)
+    rotation = cv2.getRotationMatrix2D((w / 2, h / 2), -angle_deg, 1.0)  # positive: clockwise on screen
+    text = cv2.warpAffine(local, rotation, (w, h), flags=cv2.INTER_NEAREST)
+    return text, link
+
+
+def _angle_of(box: np.ndarray) -> float:
+    """Angle of the top edge (the box starts at its top-left corner), degrees clockwise."""
+    edge = box[1] - box[0]
+    return math.degrees(math.atan2(edge[1], edge[0]))
+
+
+def _short_box(boxes: list[np.ndarray]) -> np.ndarray:
+    return min(boxes, key=lambda b: float(np.hypot(*(b[1] - b[0])) * np.hypot(*(b[2] - b[1]))))
+
+
+@pytest.mark.parametrize("page_angle", [0.0, 8.0, -6.0])
+def test_align_short_words_uses_the_line_angle(page_angle: float) -> None:
+    text, link = _line_with_short_word(page_angle)
+    plain = _short_box(get_det_boxes(text, link)[0])
+    # without alignment the descender tilts the short word's box away from its line
+    assert abs(_angle_of(plain) - page_angle) > 5
+    boxes, _, _ = get_det_boxes(text, link, CraftThresholds(align_short_words=True))
+    assert len(boxes) == 4
+    aligned = _short_box(boxes)
+    assert _angle_of(aligned) == pytest.approx(page_angle, abs=1.0)
+    assert int(np.argmin(aligned.sum(axis=1))) == 0 and _signed_area(aligned) > 0
+    # it still holds every text pixel of the word (block and descender)
+    _, labels = cv2.connectedComponents((text > 0.4).astype(np.uint8), connectivity=4)
+    cx, cy = np.round(plain.mean(axis=0)).astype(int)
+    ys, xs = np.nonzero(labels == labels[cy, cx])
+    assert labels[cy, cx] > 0 and len(xs) > 200
+    contour = aligned.reshape(-1, 1, 2)
+    assert all(cv2.pointPolygonTest(contour, (float(x), float(y)), True) >= -0.5 for x, y in zip(xs, ys))
+    # long words keep their own boxes
+    long_plain = sorted(get_det_boxes(text, link)[0], key=lambda b: float(b[:, 0].min()))[:3]
+    long_aligned = sorted(boxes, key=lambda b: float(b[:, 0].min()))[:3]
+    for a, b in zip(long_plain, long_aligned):
+        np.testing.assert_allclose(a, b)
+
+
+def test_align_short_words_needs_enough_long_words() -> None:
+    text, link = _line_with_short_word(0.0)
+    text[:, 120:190] = 0  # leaves two long words: too few to trust a line angle
+    plain, _, _ = get_det_boxes(text, link)
+    aligned, _, _ = get_det_boxes(text, link, CraftThresholds(align_short_words=True))
+    assert len(plain) == len(aligned) == 3
+    for a, b in zip(plain, aligned):
+        np.testing.assert_allclose(a, b)
+
+
 @pytest.mark.parametrize(("link_value", "expected_words"), [(0.5, 1), (0.41, 1), (0.4, 2), (0.35, 2)])
 def test_link_map_joins_or_splits_neighbouring_words(link_value: float, expected_words: int) -> None:
     text, link = _maps()
@@ -299,6 +362,7 @@ def test_thresholds_reject_unknown_keys_and_bad_values() -> None:
         {"mag_ratio": 0},
         {"mag_ratio": float("inf")},
         {"poly": 1},
+        {"align_short_words": "yes"},
         {"min_area": -1},
         {"min_area": True},
     ):

@@ -404,6 +404,7 @@ def test_detection_threshold_override_changes_result(model_client: FlaskClient, 
         ("mag_ratio=nan", ["mag_ratio", "finite"]),
         ("mag_ratio=inf", ["mag_ratio", "finite"]),
         ("low_text=0.1&low_text=0.2", ["low_text", "once"]),
+        ("align_short_words=maybe", ["align_short_words", "true or false", "maybe"]),
         ("text_treshold=0.5", ["text_treshold", "accepted"]),
     ],
 )
@@ -411,6 +412,14 @@ def test_detection_threshold_override_changes_result(model_client: FlaskClient, 
 def test_bad_thresholds_are_400(model_client: FlaskClient, page_png: bytes, endpoint: str, query: str, words):
     """Bad detection overrides are 400 naming the parameter."""
     assert_error(model_client.post(f"{endpoint}?{query}", data=files((page_png, "p.png"))), 400, *words)
+
+
+@pytest.mark.parametrize("value", ["true", "False", "1", "off"])
+def test_align_short_words_parameter_is_accepted(model_client: FlaskClient, page_png: bytes, value: str):
+    """align_short_words takes the usual spellings of a boolean."""
+    response = model_client.post(f"/detection?canvas_size=320&align_short_words={value}", data=files((page_png, "p.png")))
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["boxes"]
 
 
 def test_ocr_returns_a_document(model_client: FlaskClient, page_png: bytes):
