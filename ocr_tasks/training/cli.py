@@ -17,7 +17,7 @@ __all__ = ["COMMANDS", "TRAIN_TARGETS"]
 
 
 def cmd_train_recognizer(args: argparse.Namespace) -> int:
-    from .recognizer import RecognizerTrainConfig, _spec, train_recognizer
+    from .recognizer import RecognizerTrainConfig, recognizer_spec, train_recognizer
 
     cfg = RecognizerTrainConfig(
         model=args.model,
@@ -28,7 +28,7 @@ def cmd_train_recognizer(args: argparse.Namespace) -> int:
     from ..errors import OCRError
 
     try:
-        _spec(cfg)
+        recognizer_spec(cfg)
     except OCRError:  # unknown --model: reported as such by the CLI
         raise
     except ValueError as exc:

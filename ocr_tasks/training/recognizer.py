@@ -31,7 +31,7 @@ from ..models.recognition.preprocess import keep_ratio_batches, official_input
 from ..models.registry import ModelSpec, get_spec
 from .common import amp_dtype, atomic_save, warmup_cosine_lr
 
-__all__ = ["RecognizerTrainConfig", "SynthCropStream", "train_recognizer", "evaluate_crops", "VAL_SEED"]
+__all__ = ["RecognizerTrainConfig", "SynthCropStream", "recognizer_spec", "train_recognizer", "evaluate_crops", "VAL_SEED"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,12 @@ class RecognizerTrainConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _spec(cfg: RecognizerTrainConfig) -> ModelSpec:
+def recognizer_spec(cfg: RecognizerTrainConfig) -> ModelSpec:
+    """The registry entry of ``cfg.model`` with ``cfg.options`` applied, validated strictly.
+
+    Raises:
+        ValueError: an unknown or invalid architecture option (the CLI checks before a run).
+    """
     from dataclasses import replace
 
     spec = get_spec(cfg.model, "recognizer")
@@ -195,7 +200,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % (2**32))
-    spec = _spec(cfg)
+    spec = recognizer_spec(cfg)
     converter = make_converter(str(spec.options.get("prediction", "CTC")), spec.character)
     model = build_model(spec).to(device)
     model.train()
