@@ -225,7 +225,9 @@ def test_tiny_run_resumes_and_tunes(tmp_path):
     finally:
         torch.set_num_threads(threads)
     tuned = json.loads((tmp_path / "thresholds.json").read_text())
-    assert set(tuned) == {"text_threshold", "link_threshold", "low_text", "canvas_size", "mag_ratio"}
+    # the searched settings, plus align_short_words carried over from the registry entry (on)
+    assert set(tuned) == {"text_threshold", "link_threshold", "low_text", "canvas_size", "mag_ratio", "align_short_words"}
+    assert tuned["align_short_words"] is True
     assert tuned["canvas_size"] == 256 and len(result["table"]) == 1 + 2
     assert "s/page" in format_table(result["table"])
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..settings import Settings, get_settings
-from .precision import precision_name, resolve_precision
+from .precision import limit_kernel_cache, precision_name, resolve_precision
 from .registry import ModelSpec, get_spec
 from .weights import load_weights, resolve_weights
 
@@ -82,6 +82,7 @@ def _cached(key: tuple[object, ...], make):  # type: ignore[no-untyped-def]
 
 
 def _apply_threads(settings: Settings) -> None:
+    limit_kernel_cache()
     if settings.torch_threads > 0 and torch.get_num_threads() != settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
 
@@ -101,7 +102,7 @@ def detection_predictor(name: str | None = None, refiner: str | None = None, set
         device = resolve_device(settings.device)
         model = load_model(spec, settings.model_dir, device)
         ref = load_model(ref_spec, settings.model_dir, device) if ref_spec else None
-        dtype = resolve_precision(settings.precision, device)
+        dtype = resolve_precision(settings.precision, device, task="detector")
         log.info("detector %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
         return DetectionPredictor(model, spec, refiner=ref, device=device, precision=dtype)
 
@@ -120,7 +121,7 @@ def recognition_predictor(name: str | None = None, settings: Settings | None = N
     def make() -> RecognitionPredictor:
         device = resolve_device(settings.device)
         model = load_model(spec, settings.model_dir, device)
-        dtype = resolve_precision(settings.precision, device)
+        dtype = resolve_precision(settings.precision, device, task="recognizer")
         log.info("recognizer %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
         return RecognitionPredictor(model, spec, device=device, max_batch=settings.recognizer_batch, precision=dtype)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,32 @@ import torch
 
 from ..settings import PRECISIONS
 
-__all__ = ["PRECISIONS", "cpu_has_native_bf16", "resolve_precision", "autocast", "precision_name"]
+__all__ = [
+    "PRECISIONS",
+    "KERNEL_CACHE_CAPACITY",
+    "cpu_has_native_bf16",
+    "limit_kernel_cache",
+    "resolve_precision",
+    "autocast",
+    "precision_name",
+]
+
+#: Default ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` of the serving processes (oneDNN's own default is
+#: 1024). oneDNN keeps one compiled kernel per layer and input shape; every page size and every
+#: group of crop widths is a new shape, so with the default a process's memory grew by ~9 MiB
+#: per new page shape with a bf16 detector (1.1 -> 2.6 GiB over 150 page sizes). With 128 it
+#: stayed within the fp32 process's footprint and the FUNSD pages ran as fast (see
+#: docs/BENCHMARKS.md).
+KERNEL_CACHE_CAPACITY = 128
+
+
+def limit_kernel_cache(capacity: int = KERNEL_CACHE_CAPACITY) -> None:
+    """Bound oneDNN's kernel cache unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set already.
+
+    oneDNN reads the variable when it first builds a kernel, so call this before the first
+    forward pass (the model factory does).
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(int(capacity)))
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -50,8 +76,15 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+def resolve_precision(name: str, device: torch.device, task: str = "recognizer") -> torch.dtype | None:
     """The autocast dtype for ``OCR_PRECISION=name`` on ``device`` (None: plain float32).
+
+    Args:
+        name: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        device: Where the model runs.
+        task: ``"detector"`` or ``"recognizer"``: ``auto`` on a CPU with native bf16 picks bf16
+            for detectors (one forward per page, a handful of canvas shapes) and fp32 for
+            recognizers (many small batches of changing shapes).
 
     Raises:
         ValueError: an unknown name, or float16 asked for on a CPU.
@@ -62,6 +95,8 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if task == "detector" and device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
         return None
     if name == "fp16" and device.type == "cpu":
         raise ValueError("OCR_PRECISION=fp16 needs a GPU; on a CPU use bf16 or fp32")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -18,10 +20,46 @@ def test_explicit_names_resolve_to_their_dtype() -> None:
     assert precision_name(None) == "fp32" and precision_name(torch.bfloat16) == "bf16"
 
 
-def test_auto_on_cpu_is_fp32() -> None:
-    # bf16 made the pipeline slower on CPU (a new oneDNN kernel per input shape): docs in the module
+def test_auto_on_cpu_is_fp32_for_recognizers_and_native_bf16_for_detectors(monkeypatch) -> None:
+    # recognizers: bf16 was slower on CPU (changing shapes); detectors: 1.75x faster where native
     assert resolve_precision("auto", CPU) is None
+    assert resolve_precision("auto", CPU, task="recognizer") is None
     assert isinstance(cpu_has_native_bf16(), bool)
+    import ocr_tasks.models.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", CPU, task="detector") is torch.bfloat16
+    assert resolve_precision("auto", CPU, task="recognizer") is None
+    assert resolve_precision("fp32", CPU, task="detector") is None
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", CPU, task="detector") is None
+
+
+def test_kernel_cache_is_bounded_unless_the_user_chose(monkeypatch) -> None:
+    from ocr_tasks.models.precision import KERNEL_CACHE_CAPACITY, limit_kernel_cache
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    limit_kernel_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(KERNEL_CACHE_CAPACITY)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "7")
+    limit_kernel_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "7"
+
+
+def test_factory_detector_uses_the_detector_choice(monkeypatch) -> None:
+    import ocr_tasks.models.precision as precision
+    from ocr_tasks.models.factory import clear_cache, detection_predictor, recognition_predictor
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    clear_cache()
+    try:
+        settings = Settings.from_env({"OCR_PRECISION": "auto", "OCR_DEVICE": "cpu"})
+        assert detection_predictor(settings=settings).precision is torch.bfloat16
+        assert recognition_predictor(settings=settings).precision is None
+        fp32 = Settings.from_env({"OCR_PRECISION": "fp32", "OCR_DEVICE": "cpu"})
+        assert detection_predictor(settings=fp32).precision is None
+    finally:
+        clear_cache()
 
 
 @pytest.mark.parametrize(("name", "message"), [("int8", "OCR_PRECISION must be one of"), ("fp16", "needs a GPU")])
