@@ -6,15 +6,22 @@ produce while halving the memory traffic and, on hardware with 16-bit dot produc
 arithmetic. The weights stay float32; ``torch.autocast`` runs convolutions, matrix products
 and LSTMs in the 16-bit type and keeps reductions and softmax in float32.
 
-``auto`` chooses per device:
+``auto`` chooses per device and model:
 
 * CUDA: bfloat16 where the GPU supports it (Ampere and later), else float16.
-* CPU: float32. Measured on this repo's Zen 4 development CPU (native bf16), one torch thread:
-  bf16 runs a fixed-shape forward pass 2.2-2.5x faster, but the pipeline's shapes change with
-  every page and every group of crop widths, oneDNN builds a new bf16 kernel for each new shape,
-  and the sequential pipeline became *slower* (1.23 s per 200-word page instead of 0.95 s:
-  recognition 0.77 s instead of 0.51 s) while the web process's memory grew 40% over 100 pages
-  (its kernel cache). ``OCR_PRECISION=bf16`` still forces it, for fixed-shape workloads.
+* CPU, detectors: bfloat16 when the CPU computes it natively, else float32. Measured on this
+  repo's Zen 4 development CPU (native bf16), two torch threads, the 50 FUNSD pages: detect
+  0.53 s -> 0.30 s per page with the same detection and end-to-end scores (within 0.001).
+  A detector runs once per page on a few canvas shapes.
+* CPU, recognizers: float32. bf16 runs a fixed-shape batch 2.2x faster, but the pipeline's
+  crop batches change shape with every group of widths, and oneDNN builds a kernel per shape:
+  recognition went from 0.51 s to 0.77 s per 200-word page when first measured (0.55 s ->
+  0.43 s per FUNSD page with the kernel cache bounded, at -0.3 points of synthetic word
+  accuracy), so fp32 stays the default. ``OCR_PRECISION=bf16`` forces bf16 for both models.
+
+oneDNN keeps every kernel it builds (up to ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, 1024 by
+default); :func:`limit_kernel_cache` lowers that to :data:`KERNEL_CACHE_CAPACITY` for the
+serving processes unless the variable is set.
 
 :func:`cpu_has_native_bf16` tells whether a CPU computes bf16 natively (``avx512_bf16`` /
 ``amx_bf16``); the trainers use it (their batches repeat shapes, so bf16 autocast pays there).

@@ -1,0 +1,83 @@
+"""Per-stage seconds of the sequential pipeline on real pages, and memory over many page sizes.
+
+Not a test: it prints figures. Usage::
+
+    python benchmarks/bench_pipeline.py [PAGES_DIR] [--precision auto|fp32|bf16] [--threads 2]
+        [--varied N]
+
+Reads every image in PAGES_DIR (default: the FUNSD test pages in ../shared/eval/funsd_test/images)
+with the bundled models (one warm-up page first) and prints the pipeline's own timings per page
+(detect, crop, recognize, total). ``--varied N`` then runs the detector on N blank pages of
+random sizes (500-2600 px per side, seed 0) and prints the process's resident memory every 10
+pages: each new input shape may compile and cache new oneDNN kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ocr_tasks.models.precision import precision_name  # noqa: E402
+from ocr_tasks.pipeline import OCRPipeline  # noqa: E402
+from ocr_tasks.settings import Settings  # noqa: E402
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+
+
+def rss_mib() -> float:
+    """Resident memory of this process in MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pages", nargs="?", default=str(ROOT.parent / "shared/eval/funsd_test/images"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--varied", type=int, default=0, metavar="N")
+    args = parser.parse_args(argv)
+
+    paths = sorted(p for p in Path(args.pages).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        parser.error(f"no images in {args.pages}")
+    settings = replace(Settings.from_env(), precision=args.precision, torch_threads=args.threads)
+    pipe = OCRPipeline.from_names(settings=settings)
+    print(f"detector {precision_name(pipe.detector.precision)}, "
+          f"recognizer {precision_name(pipe.recognizer.precision)}, {args.threads} threads")
+    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    pipe.ocr_image(images[0])  # warm-up
+    totals = dict.fromkeys(("detect", "crop", "recognize", "total"), 0.0)
+    words = 0
+    for image in images:
+        doc = pipe.ocr_image(image)
+        words += len(doc.words)
+        for key in totals:
+            totals[key] += doc.timings[key]
+    n = len(images)
+    print(f"{n} pages, {words / n:.0f} words per page; seconds per page: "
+          + ", ".join(f"{k} {v / n:.3f}" for k, v in totals.items()))
+    print(f"resident memory after the pages: {rss_mib():.0f} MiB")
+    rng = np.random.default_rng(0)
+    for i in range(args.varied):
+        h, w = int(rng.integers(500, 2600)), int(rng.integers(500, 2600))
+        page = np.full((h, w, 3), 255, np.uint8)
+        cv2.putText(page, "Sample text 123", (20, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
+        pipe.detector.detect(page)
+        if (i + 1) % 10 == 0:
+            print(f"after {i + 1} page sizes: {rss_mib():.0f} MiB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
