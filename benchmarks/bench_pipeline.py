@@ -15,6 +15,7 @@ pages: each new input shape may compile and cache new oneDNN kernels.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,19 +26,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ocr_tasks.bench.memory import rss_mb  # noqa: E402
+from ocr_tasks.bench.pages import load_pages  # noqa: E402
+from ocr_tasks.imaging import decode_image  # noqa: E402
 from ocr_tasks.models.precision import precision_name  # noqa: E402
 from ocr_tasks.pipeline import OCRPipeline  # noqa: E402
 from ocr_tasks.settings import Settings  # noqa: E402
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-
-
-def rss_mib() -> float:
-    """Resident memory of this process in MiB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,14 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--varied", type=int, default=0, metavar="N")
     args = parser.parse_args(argv)
 
-    paths = sorted(p for p in Path(args.pages).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        parser.error(f"no images in {args.pages}")
+    try:
+        pages = load_pages(args.pages)
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
     settings = replace(Settings.from_env(), precision=args.precision, torch_threads=args.threads)
     pipe = OCRPipeline.from_names(settings=settings)
     print(f"detector {precision_name(pipe.detector.precision)}, "
           f"recognizer {precision_name(pipe.recognizer.precision)}, {args.threads} threads")
-    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    images = [decode_image(data) for _, data in pages]
     pipe.ocr_image(images[0])  # warm-up
     totals = dict.fromkeys(("detect", "crop", "recognize", "total"), 0.0)
     words = 0
@@ -67,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(images)
     print(f"{n} pages, {words / n:.0f} words per page; seconds per page: "
           + ", ".join(f"{k} {v / n:.3f}" for k, v in totals.items()))
-    print(f"resident memory after the pages: {rss_mib():.0f} MiB")
+    print(f"resident memory after the pages: {rss_mb(os.getpid()):.0f} MiB")
     rng = np.random.default_rng(0)
     for i in range(args.varied):
         h, w = int(rng.integers(500, 2600)), int(rng.integers(500, 2600))
@@ -75,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         cv2.putText(page, "Sample text 123", (20, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
         pipe.detector.detect(page)
         if (i + 1) % 10 == 0:
-            print(f"after {i + 1} page sizes: {rss_mib():.0f} MiB", flush=True)
+            print(f"after {i + 1} page sizes: {rss_mb(os.getpid()):.0f} MiB", flush=True)
     return 0
 
 

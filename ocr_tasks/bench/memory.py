@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["process_children", "tree_pids", "tree_memory_mb", "MemorySampler", "summarize"]
+__all__ = ["process_children", "tree_pids", "tree_memory_mb", "rss_mb", "MemorySampler", "summarize"]
 
 
 def process_children() -> dict[int, list[int]]:
@@ -59,6 +59,11 @@ def _field_kb(path: str, key: str) -> int | None:
 def _process_kb(pid: int) -> int:
     pss = _field_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
     return pss if pss is not None else (_field_kb(f"/proc/{pid}/status", "VmRSS:") or 0)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process in MiB (0 when it is gone)."""
+    return (_field_kb(f"/proc/{pid}/status", "VmRSS:") or 0) / 1024.0
 
 
 def tree_memory_mb(pid: int, children: dict[int, list[int]] | None = None) -> float:

@@ -81,7 +81,8 @@ def _cached(key: tuple[object, ...], make):  # type: ignore[no-untyped-def]
         return _cache[key]
 
 
-def _apply_threads(settings: Settings) -> None:
+def _configure_torch(settings: Settings) -> None:
+    """Process-wide torch set-up before a predictor is built: oneDNN's kernel cache bound, threads."""
     limit_kernel_cache()
     if settings.torch_threads > 0 and torch.get_num_threads() != settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
@@ -92,7 +93,7 @@ def detection_predictor(name: str | None = None, refiner: str | None = None, set
     from .detection.predictor import DetectionPredictor
 
     settings = settings or get_settings()
-    _apply_threads(settings)
+    _configure_torch(settings)
     name = name or settings.detector
     refiner = settings.refiner if refiner is None else refiner
     spec = get_spec(name, "detector")
@@ -114,7 +115,7 @@ def recognition_predictor(name: str | None = None, settings: Settings | None = N
     from .recognition.predictor import RecognitionPredictor
 
     settings = settings or get_settings()
-    _apply_threads(settings)
+    _configure_torch(settings)
     name = name or settings.recognizer
     spec = get_spec(name, "recognizer")
 

@@ -283,7 +283,7 @@ def test_acknowledge_all_falls_back_per_request() -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_memory_of_a_process_tree_counts_its_children() -> None:
-    from ocr_tasks.bench.memory import tree_memory_mb, tree_pids
+    from ocr_tasks.bench.memory import rss_mb, tree_memory_mb, tree_pids
 
     before = tree_memory_mb(os.getpid())
     child = subprocess.Popen(
@@ -296,11 +296,13 @@ def test_memory_of_a_process_tree_counts_its_children() -> None:
         grown = tree_memory_mb(os.getpid())
         assert grown - before >= 140, (before, grown)
         assert tree_memory_mb(child.pid) >= 150
+        assert rss_mb(child.pid) >= 160  # one process, resident set (its 160 MiB bytes object)
     finally:
         child.kill()
         child.wait()
     time.sleep(0.1)
     assert child.pid not in tree_pids(os.getpid())
+    assert rss_mb(child.pid) == 0
 
 
 def test_memory_summary_compares_the_last_tenth_with_the_second() -> None:
