@@ -63,7 +63,8 @@ def rendered_words(font_path: str, size: int) -> list[tuple[np.ndarray, str]]:
     [
         # Counts of the shipped weights (recognizer step 48,000), fp32 and bf16 alike: 23, 24,
         # 21 and 20 of 24 (step 23,000: 24, 24, 21, 21; small monospace print was 13/24 with
-        # the step-8,500 weights). The misses are mostly a dropped trailing ':' or '.' doubled.
+        # the step-8,500 weights). Most misses are a word's final punctuation (':' dropped or
+        # read 'r', '.' doubled or read ',').
         # The bars leave a word or so of margin and guard against regressions.
         ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 28, 0.9),
         ("/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf", 32, 0.9),

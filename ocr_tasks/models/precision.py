@@ -16,9 +16,11 @@ and LSTMs in the 16-bit type and keeps reductions and softmax in float32.
 * CPU, recognizers: float32. bf16 runs a fixed-shape batch 2.2x faster, but the pipeline's
   crop batches change shape with every group of widths, and oneDNN builds a kernel per shape:
   recognition went from 0.51 s to 0.77 s per 200-word page when first measured. With the
-  kernel cache bounded it is 0.55 s -> 0.46 s per FUNSD page with the same word accuracy
-  (synthetic 0.877, FUNSD 0.622 caseless) but +20% resident memory (925 vs 770 MiB after the
-  50 pages), so fp32 stays the default for now. ``OCR_PRECISION=bf16`` forces bf16 for both.
+  kernel cache bounded it is 0.55 s -> 0.46 s per FUNSD page (step-23,000 weights; 2.5 ->
+  1.9 ms per crop with step 48,000) with the same word accuracy (step 48,000: synthetic 0.929
+  exact in both, FUNSD 0.686 fp32 vs 0.685 bf16 caseless) but +20% resident memory (925 vs 770 MiB after
+  the 50 pages), so fp32 stays the default until a longer memory run decides.
+  ``OCR_PRECISION=bf16`` forces bf16 for both.
 
 oneDNN keeps every kernel it builds (up to ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, 1024 by
 default); :func:`limit_kernel_cache` lowers that to :data:`KERNEL_CACHE_CAPACITY` for the
