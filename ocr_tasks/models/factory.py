@@ -124,7 +124,10 @@ def recognition_predictor(name: str | None = None, settings: Settings | None = N
         model = load_model(spec, settings.model_dir, device)
         dtype = resolve_precision(settings.precision, device, task="recognizer")
         log.info("recognizer %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
-        return RecognitionPredictor(model, spec, device=device, max_batch=settings.recognizer_batch, precision=dtype)
+        return RecognitionPredictor(
+            model, spec, device=device, max_batch=settings.recognizer_batch, precision=dtype,
+            channels_last=device.type == "cpu",
+        )
 
     return _cached(("rec", name, *_settings_key(settings)), make)
 

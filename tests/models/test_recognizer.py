@@ -280,3 +280,47 @@ def test_options_mapping_aliases() -> None:
     with pytest.raises(ValueError, match="bogus"):
         RecognizerOptions.from_mapping({"bogus": 1}, strict=True)
     assert RecognizerOptions.from_mapping({"bogus": 1}) == RecognizerOptions()
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [
+        {"feature_extraction": "VGG", "sequence_modeling": "BiLSTM", "prediction": "CTC", "output_channel": 64},
+        {"feature_extraction": "RCNN", "sequence_modeling": "None", "prediction": "CTC", "output_channel": 64},
+        {"transformation": "TPS", "feature_extraction": "ResNet", "sequence_modeling": "BiLSTM",
+         "prediction": "Attn", "output_channel": 64, "hidden_size": 32},
+    ],
+    ids=["VGG-BiLSTM-CTC", "RCNN-CTC", "TPS-ResNet-BiLSTM-Attn"],
+)
+def test_channels_last_predictor_reads_like_the_default_layout(stages: dict) -> None:
+    """The CPU predictors run the convolutions channels-last (faster); the readings must not change."""
+    import copy
+
+    import numpy as np
+
+    from ocr_tasks.models.recognition.predictor import RecognitionPredictor
+    from ocr_tasks.models.registry import ModelSpec
+
+    torch.manual_seed(0)
+    tps = stages.get("transformation") == "TPS"
+    ctc = stages["prediction"] == "CTC"
+    opts = RecognizerOptions(num_class=11 if ctc else 12, **stages)  # 10 characters + blank / [GO], [s]
+    model = RecognitionModel(opts).eval()
+    spec = ModelSpec(
+        name="tiny", task="recognizer", arch="dtrb", options=dict(stages), character="0123456789",
+        input_size=(32, 100), keep_ratio=not tps,
+    )
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (int(h), int(w)), dtype=np.uint8) for h, w in ((20, 64), (32, 150), (12, 90), (40, 41))]
+    plain = RecognitionPredictor(copy.deepcopy(model), spec)
+    fast = RecognitionPredictor(copy.deepcopy(model), spec, channels_last=True)
+    conv = next(m for m in fast.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.dim() == 4
+    expected, got = plain.predict(crops), fast.predict(crops)
+    assert [t for t, _ in got] == [t for t, _ in expected]
+    assert [c for _, c in got] == pytest.approx([c for _, c in expected], abs=1e-4)
+    batch = torch.rand(3, 1, 32, 100) * 2 - 1
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            fast.model(batch.contiguous(memory_format=torch.channels_last)), plain.model(batch), rtol=1e-4, atol=1e-4
+        )

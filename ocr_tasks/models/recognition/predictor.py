@@ -29,12 +29,20 @@ class RecognitionPredictor:
         device: where the model lives.
         max_batch: most crops in one forward pass.
         precision: autocast dtype of the forward pass (None: float32; :mod:`..precision`).
+        channels_last: run the convolutions in the channels-last memory format. This converts
+            ``model``'s parameters in place (the factory's private copy; training code passes
+            False and keeps its layout). Same readings (held-out synthetic word accuracy equal
+            to four digits); on a 2-core AVX2 CPU it read FUNSD's 8,707 crops at 3.8 instead of
+            4.7 ms each with 930 instead of 1,060 MiB resident (docs/BENCHMARKS.md).
     """
 
     def __init__(
         self, model: nn.Module, spec: ModelSpec, device: torch.device | str = "cpu", max_batch: int = 256,
-        precision: torch.dtype | None = None,
+        precision: torch.dtype | None = None, channels_last: bool = False,
     ) -> None:
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.precision = precision
         self.spec = spec
@@ -45,7 +53,10 @@ class RecognitionPredictor:
 
     def _forward(self, batch: torch.Tensor) -> list[tuple[str, float]]:
         with autocast(self.device, self.precision):
-            logits = self.model(batch.to(self.device), None, False)
+            batch = batch.to(self.device)
+            if self.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            logits = self.model(batch, None, False)
         logits = logits.float()
         if self.prediction == "CTC":
             return self.converter.decode_greedy(logits)
