@@ -81,6 +81,16 @@ def test_shipped_recognizer_reads_rendered_words(font, size, bar, precision):
     assert correct / len(samples) >= bar, list(zip([t for t, _ in results], [w for _, w in samples]))
 
 
+def test_cpu_recognizer_predictor_runs_channels_last():
+    """The factory's CPU recognizer (what the tests above read with) uses the faster conv layout."""
+    import torch
+
+    predictor = recognition_predictor(settings=settings())
+    assert predictor.channels_last
+    conv = next(m for m in predictor.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 @PRECISIONS
 def test_shipped_detector_finds_the_words_of_a_rendered_page(precision):
     font = _font("/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf", 24)
