@@ -144,3 +144,45 @@ def test_tune_grid_values_are_parsed_to_tuples() -> None:
     )
     assert (args.text, args.canvas, args.mag) == ((0.6, 0.7), (1280, 1920), (1.5,))
     assert isinstance(args.link, tuple) and args.link  # the default grid, parsed by the same type
+
+
+def test_slim_checkpoint_keeps_second_moments_and_resumes_without_rewarming(tmp_path, capsys):
+    """`ocr-pipeline train slim`: fp16 weights + bf16 second moments; a resumption from it keeps
+    Adam's step count (the moments were restored) instead of starting the optimiser over."""
+    from ocr_tasks.cli import main
+
+    torch.manual_seed(0)
+    train_recognizer(tiny_config(tmp_path, 6), progress=False)
+    run = tmp_path / "run"
+    full = torch.load(run / "last.pt", weights_only=False)
+    slim_path, bare_path = tmp_path / "slim.pt", tmp_path / "bare.pt"
+    capsys.readouterr()  # the training's validation lines
+    assert main(["train", "slim", str(run / "last.pt"), str(slim_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["moments"] is True
+    assert main(["train", "slim", str(run / "last.pt"), str(bare_path), "--weights-only"]) == 0
+    slim = torch.load(slim_path, weights_only=False)
+    bare = torch.load(bare_path, weights_only=False)
+    assert slim["step"] == 6 and "optimizer" not in slim and "optimizer_slim" not in bare
+    assert all(v.dtype == torch.float16 for v in slim["model"].values() if v.is_floating_point())
+    state = slim["optimizer_slim"]["state"]
+    assert set(state) == set(full["optimizer"]["state"]) and all(s["exp_avg_sq"].dtype == torch.bfloat16 for s in state.values())
+    assert slim_path.stat().st_size < 0.5 * (run / "last.pt").stat().st_size
+    assert bare_path.stat().st_size < slim_path.stat().st_size
+
+    for source, adam_steps in ((slim_path, 8), (bare_path, 2)):
+        (run / "last.pt").write_bytes(source.read_bytes())
+        result = train_recognizer(tiny_config(tmp_path, 8), progress=False)
+        assert result["step"] == 8
+        resumed = torch.load(run / "last.pt", weights_only=False)["optimizer"]["state"]
+        assert {int(s["step"]) for s in resumed.values()} == {adam_steps}, source.name
+
+
+def test_slim_command_names_a_bad_checkpoint(tmp_path, capsys):
+    from ocr_tasks.cli import main
+
+    assert main(["train", "slim", str(tmp_path / "missing.pt"), str(tmp_path / "out.pt")]) != 0
+    assert "checkpoint not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    torch.save({"weights": 1}, junk)
+    assert main(["train", "slim", str(junk), str(tmp_path / "out.pt")]) != 0
+    assert "not a training checkpoint" in capsys.readouterr().err

@@ -50,8 +50,32 @@ def add_train_recognizer(sub: Any) -> None:
     p.set_defaults(func=cmd_train_recognizer)
 
 
+def cmd_train_slim(args: argparse.Namespace) -> int:
+    from ..cli import CLIError
+    from .common import slim_checkpoint
+
+    src = Path(args.checkpoint)
+    if not src.is_file():
+        raise CLIError(f"checkpoint not found: {src}")
+    try:
+        info = slim_checkpoint(src, Path(args.out), moments=not args.weights_only)
+    except (KeyError, RuntimeError, EOFError) as exc:  # not a training run's last.pt
+        raise CLIError(f"{src} is not a training checkpoint (last.pt): {exc!r}") from None
+    print(json.dumps({"out": args.out, **info}))
+    return 0
+
+
+def add_train_slim(sub: Any) -> None:
+    p = sub.add_parser("slim", help="write a small resumable copy of a run's last.pt (for checkpoints/)")
+    p.add_argument("checkpoint", help="a training run's last.pt")
+    p.add_argument("out", help="where to write the slim copy, e.g. checkpoints/recognizer_last.pt")
+    p.add_argument("--weights-only", action="store_true",
+                   help="drop Adam's second moments too (a resumption then warms the rate up again)")
+    p.set_defaults(func=cmd_train_slim)
+
+
 #: ``train`` targets; the detector trainer registers itself here too.
-TRAIN_TARGETS: list[Callable[[Any], None]] = [add_train_recognizer]
+TRAIN_TARGETS: list[Callable[[Any], None]] = [add_train_recognizer, add_train_slim]
 
 
 def _detector_targets() -> list[Callable[[Any], None]]:

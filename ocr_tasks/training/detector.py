@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..models.detection.preprocess import normalize_mean_variance, resize_aspect_ratio
 from ..models.registry import CRAFT_TEST_DEFAULTS, ModelSpec, get_spec
-from .common import amp_dtype, atomic_save, warmup_cosine_lr
+from .common import amp_dtype, atomic_save, restore_optimizer, warmup_cosine_lr
 from .craft_targets import POSITIVE_THRESHOLD, word_targets
 
 __all__ = [
@@ -484,10 +484,8 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
     if resume and last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
-        if "optimizer" in ckpt:  # slim checkpoints (committed to the repo) carry weights only
-            optimizer.load_state_dict(ckpt["optimizer"])
-        else:
-            fresh_from = ckpt["step"]
+        if not restore_optimizer(optimizer, ckpt):  # a weights-only slim checkpoint
+            fresh_from = int(ckpt["step"])
         if use_amp and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step, pages_done, best = int(ckpt["step"]), int(ckpt["pages_done"]), float(ckpt.get("best", -1.0))

@@ -29,7 +29,7 @@ from ..models.factory import build_model
 from ..models.recognition.converter import make_converter
 from ..models.recognition.preprocess import keep_ratio_batches, official_input
 from ..models.registry import ModelSpec, get_spec
-from .common import amp_dtype, atomic_save, warmup_cosine_lr
+from .common import amp_dtype, atomic_save, restore_optimizer, warmup_cosine_lr
 
 __all__ = ["RecognizerTrainConfig", "SynthCropStream", "recognizer_spec", "train_recognizer", "evaluate_crops", "VAL_SEED"]
 
@@ -214,10 +214,8 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
     if resume and last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
-        if "optimizer" in ckpt:  # slim checkpoints (committed to the repo) carry weights only
-            optimizer.load_state_dict(ckpt["optimizer"])
-        else:
-            fresh_from = ckpt["step"]
+        if not restore_optimizer(optimizer, ckpt):  # a weights-only slim checkpoint
+            fresh_from = int(ckpt["step"])
         step, pages_done, best = ckpt["step"], ckpt["pages_done"], ckpt.get("best", -1.0)
         log.info("resumed %s at step %d", last, step)
     (out / "config.json").write_text(json.dumps({**asdict(cfg), "spec_options": dict(spec.options)}, indent=1))
