@@ -24,8 +24,8 @@ def warmup_cosine_lr(step: int, lr: float, warmup: int, steps: int, fresh_from: 
     """Linear warmup to ``lr``, then cosine decay to 2% of it at ``steps``.
 
     ``fresh_from``: the step at which the optimiser started from empty moments (a resume from a
-    slim checkpoint, which carries no optimiser state). The rate is warmed up again from there,
-    so fresh Adam moments do not take full-size steps on trained weights.
+    weights-only slim checkpoint, see :func:`slim_checkpoint`). The rate is warmed up again from
+    there, so fresh Adam moments do not take full-size steps on trained weights.
     """
     if step < warmup:
         return lr * (step + 1) / warmup
@@ -52,8 +52,8 @@ def slim_checkpoint(src: Path, dst: Path, moments: bool = True) -> dict[str, Any
     ``moments``) Adam's second moments in bfloat16. The first moments are dropped: they follow the
     gradient within ~10 steps (beta1 = 0.9), while the second moments average over ~1,000 steps
     (beta2 = 0.999) and set the size of every update. A resumption from weights alone starts them
-    empty and has to warm the rate up again (session 6 of the model card: a restart that way lost
-    more accuracy than 6,000 steps won back).
+    empty and has to warm the rate up again (docs/MODEL_CARD.md, session 6: a restart that way
+    lost held-out accuracy that 6,000 further steps did not win back).
 
     Returns:
         ``{"step", "bytes", "moments"}`` of the written file.
