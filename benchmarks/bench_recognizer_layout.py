@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ocr_tasks.bench.memory import rss_mb  # noqa: E402
 from ocr_tasks.evaluation.dataset import read_dataset  # noqa: E402
+from ocr_tasks.evaluation.metrics import RecognitionCounts, evaluate_recognition  # noqa: E402
 from ocr_tasks.models.factory import load_model  # noqa: E402
 from ocr_tasks.models.recognition.predictor import RecognitionPredictor  # noqa: E402
 from ocr_tasks.models.registry import get_spec  # noqa: E402
@@ -46,20 +47,19 @@ def main(argv: list[str] | None = None) -> int:
         load_model(spec, settings.model_dir), spec, max_batch=settings.recognizer_batch,
         channels_last=args.layout == "channels_last",
     )
-    seconds, crops, correct, rss = 0.0, 0, 0, []
+    seconds, counts, rss = 0.0, RecognitionCounts(), []
     for page in read_dataset(args.dataset):
         page_crops = page.gt_crops()
         start = time.perf_counter()
         readings = predictor.predict(page_crops)
         seconds += time.perf_counter() - start
-        crops += len(page_crops)
-        correct += sum(text.lower() == word.text.lower() for (text, _), word in zip(readings, page.words))
+        counts += evaluate_recognition([text for text, _ in readings], [word.text for word in page.words])
         rss.append(rss_mb(os.getpid()))
-    if not crops:
+    if not counts.n:
         parser.error(f"{args.dataset}: no words")
     print(json.dumps({
-        "layout": args.layout, "recognizer": spec.name, "threads": args.threads, "crops": crops,
-        "ms_per_crop": round(1000 * seconds / crops, 3), "word_accuracy_caseless": round(correct / crops, 4),
+        "layout": args.layout, "recognizer": spec.name, "threads": args.threads, "crops": counts.n,
+        "ms_per_crop": round(1000 * seconds / counts.n, 3), "word_accuracy_caseless": round(counts.accuracy_caseless, 4),
         "rss_mb_after_first_page": round(rss[0]), "rss_mb_after_last_page": round(rss[-1]),
     }))
     return 0

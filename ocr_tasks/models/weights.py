@@ -24,6 +24,7 @@ from ..errors import WeightsMismatch, WeightsNotFound
 from .registry import BUNDLED_DIR, ModelSpec
 
 __all__ = [
+    "UNREADABLE_FILE_ERRORS",
     "resolve_weights",
     "read_state_dict",
     "normalize_state_dict",
@@ -72,6 +73,20 @@ def resolve_weights(spec: ModelSpec, model_dir: str | Path | None = None) -> Pat
     )
 
 
+#: What ``torch.load`` raises on a file that is not a readable PyTorch file (corrupt, truncated,
+#: not a pickle or zip, pickled code objects refused by ``weights_only``).
+UNREADABLE_FILE_ERRORS: tuple[type[BaseException], ...] = (
+    RuntimeError,
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    zipfile.BadZipFile,
+    OSError,
+    AttributeError,
+    TypeError,
+)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a state dict safely (weights_only, CPU) and normalise its keys.
 
@@ -82,16 +97,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     p = Path(path)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (
-        RuntimeError,
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        zipfile.BadZipFile,
-        OSError,
-        AttributeError,
-        TypeError,
-    ) as exc:
+    except UNREADABLE_FILE_ERRORS as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsMismatch(f"{p}: not a readable PyTorch weights file ({first})") from exc
     return normalize_state_dict(obj, source=str(p))

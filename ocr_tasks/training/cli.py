@@ -52,6 +52,7 @@ def add_train_recognizer(sub: Any) -> None:
 
 def cmd_train_slim(args: argparse.Namespace) -> int:
     from ..cli import CLIError
+    from ..models.weights import UNREADABLE_FILE_ERRORS
     from .common import slim_checkpoint
 
     src = Path(args.checkpoint)
@@ -59,7 +60,7 @@ def cmd_train_slim(args: argparse.Namespace) -> int:
         raise CLIError(f"checkpoint not found: {src}")
     try:
         info = slim_checkpoint(src, Path(args.out), moments=not args.weights_only)
-    except (KeyError, RuntimeError, EOFError) as exc:  # not a training run's last.pt
+    except (KeyError, *UNREADABLE_FILE_ERRORS) as exc:  # not a training run's last.pt
         raise CLIError(f"{src} is not a training checkpoint (last.pt): {exc!r}") from None
     print(json.dumps({"out": args.out, **info}))
     return 0
