@@ -84,6 +84,7 @@ def test_learning_rate_warms_up_again_after_a_resume_without_optimiser_state() -
         (["train", "recognizer", "--lr", "0"], "--lr must be > 0"),
         (["train", "recognizer", "--batch-size", "many"], "--batch-size must be an integer"),
         (["train", "recognizer", "--val-crops", "0"], "--val-crops must be >= 1"),
+        (["train", "recognizer", "--reuse", "0"], "--reuse must be >= 1"),
         (["train", "detector", "--workers", "-1"], "--workers must be >= 0"),
         (["train", "detector", "--crops-per-page", "0"], "--crops-per-page must be >= 1"),
         (["train", "detector", "--crop", "100"], "--crop must be a multiple of 32"),
@@ -186,3 +187,31 @@ def test_slim_command_names_a_bad_checkpoint(tmp_path, capsys):
     torch.save({"weights": 1}, junk)
     assert main(["train", "slim", str(junk), str(tmp_path / "out.pt")]) != 0
     assert "not a training checkpoint" in capsys.readouterr().err
+
+
+def test_reused_crops_come_back_in_later_batches(monkeypatch) -> None:
+    """--reuse 2: every rendered crop is yielded exactly twice, its repeat at least the recycle
+    delay later, and reuse 1 yields each once (the stream of earlier runs)."""
+    from ocr_tasks.training import recognizer
+
+    def fake_page(seed: int, charset: set[str]) -> list[tuple[np.ndarray, str]]:
+        return [(np.full((8, 8), seed % 256, np.uint8), f"{seed}-{i}") for i in range(10)]
+
+    monkeypatch.setattr(recognizer, "_page_crops", fake_page)
+    for reuse in (1, 2, 3):
+        stream = recognizer.SynthCropStream(0, "x", shuffle_buffer=16, reuse=reuse, recycle_delay=40)
+        it = iter(stream)
+        seen = [next(it)[1] for _ in range(600 * reuse)]
+        first = {}
+        counts: dict[str, int] = {}
+        for pos, text in enumerate(seen):
+            counts[text] = counts.get(text, 0) + 1
+            if text in first and counts[text] == 2:
+                assert pos - first[text] > 40, (text, pos, first[text])
+            first.setdefault(text, pos)
+        # all crops of the early pages have come back the full number of times, none more
+        early = [f"{p}-{i}" for p in range(20) for i in range(10)]
+        assert all(counts.get(t) == reuse for t in early), reuse
+        assert max(counts.values()) == reuse
+    with pytest.raises(ValueError, match="reuse"):
+        recognizer.SynthCropStream(0, "x", reuse=0)

@@ -22,6 +22,7 @@ def cmd_train_recognizer(args: argparse.Namespace) -> int:
     cfg = RecognizerTrainConfig(
         model=args.model,
         val_crops=args.val_crops,
+        reuse=args.reuse,
         options=dict(args.options or {}),
         **run_config_kwargs(args),
     )
@@ -47,6 +48,9 @@ def add_train_recognizer(sub: Any) -> None:
                       val_every=500, ckpt_every=250, workers_help="data-rendering worker processes")
     p.add_argument("--val-crops", type=bounded(int, 1, "--val-crops"), default=1000, help="held-out synthetic crops for validation")
     p.add_argument("--options", type=json_object("--options"), help='JSON overrides of the architecture options, e.g. \'{"hidden_size": 96}\'')
+    p.add_argument("--reuse", type=bounded(int, 1, "--reuse"), default=1,
+                   help="yield each rendered crop this many times, in different batches (2 frees the "
+                        "data worker's CPU for training on a 2-core machine)")
     p.set_defaults(func=cmd_train_recognizer)
 
 
