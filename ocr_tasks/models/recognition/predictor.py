@@ -31,9 +31,10 @@ class RecognitionPredictor:
         precision: autocast dtype of the forward pass (None: float32; :mod:`..precision`).
         channels_last: run the convolutions in the channels-last memory format. This converts
             ``model``'s parameters in place (the factory's private copy, or the training
-            model, which trains channels-last on CPU anyway). Same readings (held-out synthetic word accuracy equal
-            to four digits); on a 2-core AVX2 CPU it read FUNSD's 8,707 crops at 3.8 instead of
-            4.7 ms each with 930 instead of 1,060 MiB resident (docs/BENCHMARKS.md).
+            model, which trains channels-last on CPU anyway). Same readings (held-out
+            synthetic word accuracy equal to four digits); on a 2-core AVX2 CPU it read
+            FUNSD's 8,707 crops at 3.8 instead of 4.7 ms each with 930 instead of 1,060 MiB
+            resident (docs/BENCHMARKS.md).
     """
 
     def __init__(
