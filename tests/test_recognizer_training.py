@@ -215,3 +215,32 @@ def test_reused_crops_come_back_in_later_batches(monkeypatch) -> None:
         assert max(counts.values()) == reuse
     with pytest.raises(ValueError, match="reuse"):
         recognizer.SynthCropStream(0, "x", reuse=0)
+
+
+def test_non_finite_steps_are_skipped_and_a_diverged_run_stops(tmp_path, monkeypatch):
+    """A step whose loss is NaN changes neither weights nor BatchNorm statistics, so the
+    checkpoints stay finite (a bf16 step once wrote NaN weights into every later checkpoint);
+    MAX_BAD_STEPS such steps in a row stop the run with an error naming the problem."""
+    from ocr_tasks.training import recognizer
+
+    real_loss = recognizer._loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] % 3 == 0 else loss
+
+    monkeypatch.setattr(recognizer, "_loss", sometimes_nan)
+    result = train_recognizer(tiny_config(tmp_path, 12), progress=False)
+    assert result["step"] == 12 and len(result["losses"]) == 8  # 4 of 12 steps skipped
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert all(torch.isfinite(v.float()).all() for v in ckpt["model"].values() if v.is_floating_point())
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["skipped_steps"] == 4 and log[-1]["word_acc"] >= 0.0
+
+    monkeypatch.setattr(recognizer, "_loss", lambda *a, **k: real_loss(*a, **k) * float("nan"))
+    monkeypatch.setattr(recognizer, "MAX_BAD_STEPS", 5)
+    with pytest.raises(FloatingPointError, match="5 training steps in a row"):
+        train_recognizer(tiny_config(tmp_path / "diverged", 20), progress=False)
+    assert not (tmp_path / "diverged" / "run" / "last.pt").exists()  # stopped before any checkpoint

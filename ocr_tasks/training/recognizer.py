@@ -35,6 +35,9 @@ __all__ = ["RecognizerTrainConfig", "SynthCropStream", "recognizer_spec", "train
 
 log = logging.getLogger(__name__)
 
+#: A run stops when this many steps in a row had a non-finite loss or gradient (all skipped).
+MAX_BAD_STEPS = 50
+
 #: Pages for validation are rendered from seeds at and above this offset; training never uses them.
 VAL_SEED = 1_000_000_000
 
@@ -259,6 +262,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train recognizer", dynamic_ncols=True)
     scores: dict[str, float] = {}
     losses: list[float] = []
+    skipped = bad_run = 0
     t_start = time.time()
     for chunk in loader:
         if step >= cfg.steps:
@@ -273,6 +277,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
                 break
             for g in optimizer.param_groups:
                 g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from)
+            buffers = [b.clone() for b in model.buffers()]  # BatchNorm statistics, a few KB
             with torch.autocast(device.type, dtype=mixed or torch.float32, enabled=mixed is not None):
                 images = images.to(device)
                 if channels_last:
@@ -281,16 +286,33 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if not use_amp and not (torch.isfinite(loss) and torch.isfinite(norm)):
+                # A non-finite loss or gradient (session 7: one bf16 step at 52,015 turned every
+                # weight into NaN and the next checkpoints saved them) is skipped: weights,
+                # optimiser moments and BatchNorm statistics stay as they were. (With fp16 the
+                # GradScaler skips such steps itself.)
+                for b, saved in zip(model.buffers(), buffers):
+                    b.copy_(saved)
+                skipped += 1
+                bad_run += 1
+                log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", step, skipped)
+                if bad_run >= MAX_BAD_STEPS:
+                    raise FloatingPointError(
+                        f"{bad_run} training steps in a row gave a non-finite loss or gradient (at step {step}); "
+                        f"the last checkpoint in {out} holds the weights before them: lower --lr or use --no-amp")
+            else:
+                bad_run = 0
+                scaler.step(optimizer)
+                scaler.update()
+                losses.append(float(loss.detach()))
             step += 1
-            losses.append(float(loss.detach()))
             bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", best=f"{best:.3f}")
+            bar.set_postfix(loss=f"{np.mean(losses[-50:] or [float('nan')]):.3f}", best=f"{best:.3f}")
             if step % cfg.val_every == 0 or step == cfg.steps:
                 scores = evaluate_crops(model, spec, val, device)
-                entry = {"step": step, "loss": float(np.mean(losses[-cfg.val_every:])), **scores,
+                entry = {"step": step, "loss": float(np.mean(losses[-cfg.val_every:] or [float("nan")])), **scores,
+                         "skipped_steps": skipped,
                          "elapsed_s": round(time.time() - t_start, 1)}
                 with open(out / "log.jsonl", "a") as fh:
                     fh.write(json.dumps(entry) + "\n")
