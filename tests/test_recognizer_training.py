@@ -238,6 +238,10 @@ def test_non_finite_steps_are_skipped_and_a_diverged_run_stops(tmp_path, monkeyp
     assert all(torch.isfinite(v.float()).all() for v in ckpt["model"].values() if v.is_floating_point())
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["skipped_steps"] == 4 and log[-1]["word_acc"] >= 0.0
+    dumps = sorted((tmp_path / "run" / "nonfinite").glob("step*.pt"))
+    assert len(dumps) == 4
+    batch = torch.load(dumps[0], weights_only=False)
+    assert batch["images"].shape[0] == len(batch["texts"]) and batch["images"].shape[2] == 32
 
     monkeypatch.setattr(recognizer, "_loss", lambda *a, **k: real_loss(*a, **k) * float("nan"))
     monkeypatch.setattr(recognizer, "MAX_BAD_STEPS", 5)

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: A run stops when this many steps in a row had a non-finite loss or gradient (all skipped).
 MAX_BAD_STEPS = 50
+#: The first this many skipped batches are saved to ``out_dir/nonfinite/`` for diagnosis.
+MAX_DUMPS = 5
 
 #: Pages for validation are rendered from seeds at and above this offset; training never uses them.
 VAL_SEED = 1_000_000_000
@@ -296,7 +298,13 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
                     b.copy_(saved)
                 skipped += 1
                 bad_run += 1
-                log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", step, skipped)
+                dump = out / "nonfinite" / f"step{step}.pt"
+                if skipped <= MAX_DUMPS:  # the batch, to reproduce the step offline
+                    dump.parent.mkdir(exist_ok=True)
+                    torch.save({"step": step, "images": images.float().contiguous().cpu(),
+                                "texts": [texts[i] for i in indices], "loss": float(loss.detach())}, dump)
+                log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)%s", step, skipped,
+                            f"; batch saved to {dump}" if skipped <= MAX_DUMPS else "")
                 if bad_run >= MAX_BAD_STEPS:
                     raise FloatingPointError(
                         f"{bad_run} training steps in a row gave a non-finite loss or gradient (at step {step}); "
