@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,8 +125,6 @@ class SynthCropStream(IterableDataset):
         self.recycle_delay = recycle_delay
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, str, int]]:
-        from collections import deque
-
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         torch.set_num_threads(1)
@@ -284,7 +283,8 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
                 images = images.to(device)
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
-                loss = _loss(model, converter, spec, images, [texts[i] for i in indices], ctc, device)
+                batch_texts = [texts[i] for i in indices]
+                loss = _loss(model, converter, spec, images, batch_texts, ctc, device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -298,13 +298,14 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
                     b.copy_(saved)
                 skipped += 1
                 bad_run += 1
-                dump = out / "nonfinite" / f"step{step}.pt"
+                where = ""
                 if skipped <= MAX_DUMPS:  # the batch, to reproduce the step offline
+                    dump = out / "nonfinite" / f"step{step}.pt"
                     dump.parent.mkdir(exist_ok=True)
                     torch.save({"step": step, "images": images.float().contiguous().cpu(),
-                                "texts": [texts[i] for i in indices], "loss": float(loss.detach())}, dump)
-                log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)%s", step, skipped,
-                            f"; batch saved to {dump}" if skipped <= MAX_DUMPS else "")
+                                "texts": batch_texts, "loss": float(loss.detach())}, dump)
+                    where = f"; batch saved to {dump}"
+                log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)%s", step, skipped, where)
                 if bad_run >= MAX_BAD_STEPS:
                     raise FloatingPointError(
                         f"{bad_run} training steps in a row gave a non-finite loss or gradient (at step {step}); "
