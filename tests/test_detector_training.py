@@ -232,6 +232,45 @@ def test_tiny_run_resumes_and_tunes(tmp_path):
     assert "s/page" in format_table(result["table"])
 
 
+def test_non_finite_detector_steps_are_skipped_and_a_diverged_run_stops(tmp_path, monkeypatch):
+    """The detector trainer shares the recognizer's guard: a step whose loss is NaN changes
+    neither weights nor BatchNorm statistics (checkpoints stay finite), is counted in
+    log.jsonl and its batch saved; MAX_BAD_STEPS of them in a row stop the run."""
+    from ocr_tasks.training import detector
+
+    real_loss = detector.detector_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*args, **kwargs):
+        calls["n"] += 1
+        loss, part = real_loss(*args, **kwargs)
+        return (loss * float("nan"), part) if calls["n"] % 2 == 0 else (loss, part)
+
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(detector, "detector_loss", sometimes_nan)
+        result = detector.train_detector(_tiny_config(tmp_path / "run", 4), progress=False)
+        assert result["step"] == 4 and len(result["losses"]) == 2  # steps 2 and 4 skipped
+        ckpt = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=False)
+        assert all(torch.isfinite(v.float()).all() for v in ckpt["model"].values() if v.is_floating_point())
+        log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+        assert [e["skipped_steps"] for e in log] == [1, 2]
+        dumps = sorted((tmp_path / "run" / "nonfinite").glob("step*.pt"))
+        assert [d.name for d in dumps] == ["step1.pt", "step3.pt"]
+        batch = torch.load(dumps[0], weights_only=False)
+        assert batch["images"].shape[0] == batch["targets"].shape[0] == 2 and batch["step"] == 1
+
+        monkeypatch.setattr(detector, "detector_loss", lambda *a, **k: (real_loss(*a, **k)[0] * float("nan"), {}))
+        monkeypatch.setattr(detector, "MAX_BAD_STEPS", 3)
+        with pytest.raises(FloatingPointError, match="3 training steps in a row"):
+            detector.train_detector(_tiny_config(tmp_path / "diverged", 6), progress=False)
+        ckpt = torch.load(tmp_path / "diverged" / "last.pt", map_location="cpu", weights_only=False)
+        assert ckpt["step"] == 2  # the checkpoint of the skipped steps holds the initial, finite weights
+        assert all(torch.isfinite(v.float()).all() for v in ckpt["model"].values() if v.is_floating_point())
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_cli_registers_detector_targets():
     from ocr_tasks.cli import build_parser
 

@@ -8,7 +8,7 @@ from typing import Any
 
 __all__ = ["resolve_device_name", "warmup_cosine_lr", "atomic_save", "bounded", "bounded_list", "multiple_of",
            "json_object", "add_run_arguments", "run_config_kwargs", "amp_dtype", "slim_checkpoint",
-           "restore_optimizer"]
+           "restore_optimizer", "NonFiniteGuard", "MAX_BAD_STEPS", "MAX_DUMPS"]
 
 
 def resolve_device_name(name: str) -> str:
@@ -203,3 +203,70 @@ def amp_dtype(amp: bool, device: Any) -> Any:
     from ..models.precision import cpu_has_native_bf16
 
     return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
+#: A run stops when this many steps in a row had a non-finite loss or gradient (all skipped).
+MAX_BAD_STEPS = 50
+#: The first this many skipped batches are saved to ``out_dir/nonfinite/`` for diagnosis.
+MAX_DUMPS = 5
+
+
+class NonFiniteGuard:
+    """Keeps one bad step from poisoning a run: a step whose loss or gradient norm is not finite
+    is skipped, with the model's buffers (BatchNorm statistics) put back as they were before its
+    forward pass; weights and optimiser moments are untouched because the optimiser does not step.
+
+    Session 7 lost a recognizer run when one bf16 step produced a NaN gradient and every later
+    checkpoint saved NaN weights. Both trainers use this guard the same way::
+
+        guard.snapshot()                     # before the forward pass
+        ... loss.backward(); norm = clip_grad_norm_(...)
+        if guard.ok(step, loss, norm, lambda: {"images": ...}):
+            optimizer.step()
+
+    The first ``max_dumps`` skipped batches are saved to ``out_dir/nonfinite/stepN.pt`` (what the
+    callable returns, plus the step and loss) so the step can be replayed offline; ``max_bad``
+    skipped steps in a row raise :class:`FloatingPointError`. With fp16 and a GradScaler, pass
+    ``enabled=False``: the scaler skips such steps itself.
+    """
+
+    def __init__(self, model: Any, out_dir: Path, *, max_bad: int = MAX_BAD_STEPS, max_dumps: int = MAX_DUMPS,
+                 enabled: bool = True, log: Any = None) -> None:
+        self.model, self.out_dir, self.max_bad, self.max_dumps = model, Path(out_dir), max_bad, max_dumps
+        self.enabled = enabled
+        self.skipped = 0
+        self.bad_run = 0
+        self._buffers: list[Any] = []
+        self._log = log
+
+    def snapshot(self) -> None:
+        """Remember the model's buffers (a few KB) before a forward pass changes them."""
+        if self.enabled:
+            self._buffers = [b.detach().clone() for b in self.model.buffers()]
+
+    def ok(self, step: int, loss: Any, norm: Any, batch: Any = None) -> bool:
+        """True when the step may be taken; otherwise undo, count, maybe dump, maybe raise."""
+        import torch
+
+        if not self.enabled or (bool(torch.isfinite(loss)) and bool(torch.isfinite(torch.as_tensor(norm)))):
+            self.bad_run = 0
+            return True
+        with torch.no_grad():
+            for b, saved in zip(self.model.buffers(), self._buffers):
+                b.copy_(saved)
+        self.skipped += 1
+        self.bad_run += 1
+        where = ""
+        if self.skipped <= self.max_dumps and batch is not None:
+            dump = self.out_dir / "nonfinite" / f"step{step}.pt"
+            dump.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"step": step, "loss": float(loss.detach()), **batch()}, dump)
+            where = f"; batch saved to {dump}"
+        if self._log is not None:
+            self._log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)%s",
+                              step, self.skipped, where)
+        if self.bad_run >= self.max_bad:
+            raise FloatingPointError(
+                f"{self.bad_run} training steps in a row gave a non-finite loss or gradient (at step {step}); "
+                f"the last checkpoint in {self.out_dir} holds the weights before them: lower --lr or use --no-amp")
+        return False

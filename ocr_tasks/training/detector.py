@@ -31,7 +31,9 @@ training never uses) and scores word boxes with :mod:`ocr_tasks.evaluation.metri
 
 Run directory: ``last.pt`` (model, optimizer, scaler, step, pages_done, best, config),
 ``best.pth`` (plain state_dict of the best validation H-mean), ``config.json`` (the run config
-plus ``spec_options``, the LightCRAFT constructor options) and ``log.jsonl``.
+plus ``spec_options``, the LightCRAFT constructor options), ``log.jsonl`` (with
+``skipped_steps``: steps skipped for a non-finite loss or gradient, see
+:class:`~ocr_tasks.training.common.NonFiniteGuard`) and ``nonfinite/`` (the first such batches).
 """
 
 from __future__ import annotations
@@ -53,7 +55,15 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..models.detection.preprocess import normalize_mean_variance, resize_aspect_ratio
 from ..models.registry import CRAFT_TEST_DEFAULTS, ModelSpec, get_spec
-from .common import amp_dtype, atomic_save, restore_optimizer, warmup_cosine_lr
+from .common import (
+    MAX_BAD_STEPS,
+    MAX_DUMPS,
+    NonFiniteGuard,
+    amp_dtype,
+    atomic_save,
+    restore_optimizer,
+    warmup_cosine_lr,
+)
 from .craft_targets import POSITIVE_THRESHOLD, word_targets
 
 __all__ = [
@@ -517,6 +527,8 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
     scores: dict[str, float] = {}
     losses: list[float] = []
     parts: list[dict[str, float]] = []
+    # With fp16 the GradScaler skips non-finite steps itself.
+    guard = NonFiniteGuard(model, out, max_bad=MAX_BAD_STEPS, max_dumps=MAX_DUMPS, enabled=not use_amp, log=log)
     t_start = time.time()
     batches = iter(loader)
     while step < cfg.steps:
@@ -527,23 +539,26 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
         lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from)
         for g in optimizer.param_groups:
             g["lr"] = lr
+        guard.snapshot()
         with torch.autocast(device.type, dtype=mixed or torch.float32, enabled=mixed is not None):
             y, _ = model(images)
         loss, part = detector_loss(y.float(), targets, cfg.neg_ratio, cfg.min_negatives)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if guard.ok(step, loss, norm, lambda x=images, t=targets, p=pages: {
+                "images": x.float().cpu(), "targets": t.float().cpu(), "pages": p}):
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            parts.append(part)
         step += 1
-        losses.append(float(loss.detach()))
-        parts.append(part)
         bar.update(1)
         bar.set_postfix(
-            loss=f"{np.mean(losses[-50:]):.4f}",
-            reg=f"{np.mean([p['region'] for p in parts[-50:]]):.4f}",
-            aff=f"{np.mean([p['affinity'] for p in parts[-50:]]):.4f}",
+            loss=f"{np.mean(losses[-50:] or [float('nan')]):.4f}",
+            reg=f"{np.mean([p['region'] for p in parts[-50:]] or [float('nan')]):.4f}",
+            aff=f"{np.mean([p['affinity'] for p in parts[-50:]] or [float('nan')]):.4f}",
             lr=f"{lr:.2e}",
             best=f"{best:.3f}",
         )
@@ -553,8 +568,9 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
             entry = {
                 "step": step,
                 "pages_done": pages_done,
-                "loss": float(np.mean(recent)),
+                "loss": float(np.mean(recent or [float("nan")])),
                 **scores,
+                "skipped_steps": guard.skipped,
                 "elapsed_s": round(time.time() - t_start, 1),
             }
             with open(out / "log.jsonl", "a") as fh:

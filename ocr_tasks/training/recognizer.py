@@ -30,16 +30,19 @@ from ..models.factory import build_model
 from ..models.recognition.converter import make_converter
 from ..models.recognition.preprocess import keep_ratio_batches, official_input
 from ..models.registry import ModelSpec, get_spec
-from .common import amp_dtype, atomic_save, restore_optimizer, warmup_cosine_lr
+from .common import (
+    MAX_BAD_STEPS,
+    MAX_DUMPS,
+    NonFiniteGuard,
+    amp_dtype,
+    atomic_save,
+    restore_optimizer,
+    warmup_cosine_lr,
+)
 
 __all__ = ["RecognizerTrainConfig", "SynthCropStream", "recognizer_spec", "train_recognizer", "evaluate_crops", "VAL_SEED"]
 
 log = logging.getLogger(__name__)
-
-#: A run stops when this many steps in a row had a non-finite loss or gradient (all skipped).
-MAX_BAD_STEPS = 50
-#: The first this many skipped batches are saved to ``out_dir/nonfinite/`` for diagnosis.
-MAX_DUMPS = 5
 
 #: Pages for validation are rendered from seeds at and above this offset; training never uses them.
 VAL_SEED = 1_000_000_000
@@ -263,7 +266,8 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train recognizer", dynamic_ncols=True)
     scores: dict[str, float] = {}
     losses: list[float] = []
-    skipped = bad_run = 0
+    # With fp16 the GradScaler skips non-finite steps itself.
+    guard = NonFiniteGuard(model, out, max_bad=MAX_BAD_STEPS, max_dumps=MAX_DUMPS, enabled=not use_amp, log=log)
     t_start = time.time()
     for chunk in loader:
         if step >= cfg.steps:
@@ -278,7 +282,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
                 break
             for g in optimizer.param_groups:
                 g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from)
-            buffers = [b.clone() for b in model.buffers()]  # BatchNorm statistics, a few KB
+            guard.snapshot()
             with torch.autocast(device.type, dtype=mixed or torch.float32, enabled=mixed is not None):
                 images = images.to(device)
                 if channels_last:
@@ -289,29 +293,8 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if not use_amp and not (torch.isfinite(loss) and torch.isfinite(norm)):
-                # A non-finite loss or gradient (session 7: one bf16 step at 52,015 turned every
-                # weight into NaN and the next checkpoints saved them) is skipped: weights,
-                # optimiser moments and BatchNorm statistics stay as they were. (With fp16 the
-                # GradScaler skips such steps itself.)
-                for b, saved in zip(model.buffers(), buffers):
-                    b.copy_(saved)
-                skipped += 1
-                bad_run += 1
-                where = ""
-                if skipped <= MAX_DUMPS:  # the batch, to reproduce the step offline
-                    dump = out / "nonfinite" / f"step{step}.pt"
-                    dump.parent.mkdir(exist_ok=True)
-                    torch.save({"step": step, "images": images.float().contiguous().cpu(),
-                                "texts": batch_texts, "loss": float(loss.detach())}, dump)
-                    where = f"; batch saved to {dump}"
-                log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)%s", step, skipped, where)
-                if bad_run >= MAX_BAD_STEPS:
-                    raise FloatingPointError(
-                        f"{bad_run} training steps in a row gave a non-finite loss or gradient (at step {step}); "
-                        f"the last checkpoint in {out} holds the weights before them: lower --lr or use --no-amp")
-            else:
-                bad_run = 0
+            if guard.ok(step, loss, norm, lambda x=images, t=batch_texts: {
+                    "images": x.float().contiguous().cpu(), "texts": t}):
                 scaler.step(optimizer)
                 scaler.update()
                 losses.append(float(loss.detach()))
@@ -321,7 +304,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
             if step % cfg.val_every == 0 or step == cfg.steps:
                 scores = evaluate_crops(model, spec, val, device)
                 entry = {"step": step, "loss": float(np.mean(losses[-cfg.val_every:] or [float("nan")])), **scores,
-                         "skipped_steps": skipped,
+                         "skipped_steps": guard.skipped,
                          "elapsed_s": round(time.time() - t_start, 1)}
                 with open(out / "log.jsonl", "a") as fh:
                     fh.write(json.dumps(entry) + "\n")
