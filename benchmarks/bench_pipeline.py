@@ -3,13 +3,15 @@
 Not a test: it prints figures. Usage::
 
     python benchmarks/bench_pipeline.py [PAGES_DIR] [--precision auto|fp32|bf16] [--threads 2]
-        [--varied N]
+        [--varied N] [--varied-crops N]
 
 Reads every image in PAGES_DIR (default: the FUNSD test pages in ../shared/eval/funsd_test/images)
 with the bundled models (one warm-up page first) and prints the pipeline's own timings per page
 (detect, crop, recognize, total). ``--varied N`` then runs the detector on N blank pages of
 random sizes (500-2600 px per side, seed 0) and prints the process's resident memory every 10
-pages: each new input shape may compile and cache new oneDNN kernels.
+pages: each new input shape may compile and cache new oneDNN kernels. ``--varied-crops N`` does
+the same for the recognizer: N pages of 40-260 word crops of random height (8-60 px) and width,
+printing resident memory and milliseconds per crop every 25 pages.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--varied", type=int, default=0, metavar="N")
+    parser.add_argument("--varied-crops", type=int, default=0, metavar="N",
+                        help="then recognize N pages of random word crops (random count, height and width)")
     args = parser.parse_args(argv)
 
     try:
@@ -71,6 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         pipe.detector.detect(page)
         if (i + 1) % 10 == 0:
             print(f"after {i + 1} page sizes: {rss_mb(os.getpid()):.0f} MiB", flush=True)
+    seconds, crops_done = 0.0, 0
+    for i in range(args.varied_crops):
+        crops = []
+        for _ in range(int(rng.integers(40, 260))):
+            h = int(rng.integers(8, 60))
+            w = int(rng.integers(h // 2 + 1, h * 14))
+            crop = np.full((h, w, 3), 235, np.uint8)
+            cv2.putText(crop, "Word", (1, h - 2), cv2.FONT_HERSHEY_SIMPLEX, h / 40, (20, 20, 20), 1)
+            crops.append(crop)
+        t0 = time.perf_counter()
+        pipe.recognizer.predict(crops)
+        seconds += time.perf_counter() - t0
+        crops_done += len(crops)
+        if (i + 1) % 25 == 0:
+            print(f"after {i + 1} crop pages ({crops_done} crops, {1000 * seconds / crops_done:.2f} ms/crop): "
+                  f"{rss_mb(os.getpid()):.0f} MiB", flush=True)
     return 0
 
 
