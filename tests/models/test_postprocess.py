@@ -438,3 +438,38 @@ def test_to_tensor_layout() -> None:
     t = to_tensor(img)
     assert tuple(t.shape) == (1, 3, 2, 3)
     assert t[0, 2, 1, 0].item() == img[1, 0, 2]
+
+
+@pytest.mark.parametrize(("shape", "canvas", "mag"), [((1000, 754), 1920, 2.0), ((333, 1000), 640, 1.5),
+                                                      ((60, 100), 1280, 1.5), ((64, 128), 128, 1.0)])
+def test_canvas_tensor_equals_the_three_step_reference(shape, canvas, mag) -> None:
+    """The predictor's one-pass pre-processing gives the same float32 values bit for bit as
+    resize_aspect_ratio -> normalize_mean_variance -> to_tensor, as a channels-last view."""
+    import torch
+
+    from ocr_tasks.models.detection.preprocess import canvas_tensor
+
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    mean, std = (0.5, 0.45, 0.4), (0.2, 0.25, 0.3)
+    ref_canvas, ref_ratio, ref_heat = resize_aspect_ratio(img, canvas, mag)
+    reference = to_tensor(normalize_mean_variance(ref_canvas, mean, std))
+    fast, ratio, heat = canvas_tensor(img, canvas, mag, mean, std)
+    assert (ratio, heat) == (ref_ratio, ref_heat) and fast.shape == reference.shape
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast.contiguous(), reference)
+    # a float image takes the reference path (its resize is not rounded to uint8)
+    as_float = img.astype(np.float32)
+    float_reference = to_tensor(normalize_mean_variance(resize_aspect_ratio(as_float, canvas, mag)[0], mean, std))
+    assert torch.equal(canvas_tensor(as_float, canvas, mag, mean, std)[0], float_reference)
+
+
+def test_canvas_tensor_rejects_bad_input() -> None:
+    from ocr_tasks.models.detection.preprocess import canvas_tensor
+
+    with pytest.raises(ValueError, match="H x W x 3"):
+        canvas_tensor(np.zeros((10, 10), np.uint8), 1280, 1.5)
+    with pytest.raises(ValueError, match="collapses"):
+        canvas_tensor(np.zeros((1, 5000, 3), np.uint8), 1280, 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        canvas_tensor(np.zeros((10, 10, 3), np.uint8), 0, 1.5)

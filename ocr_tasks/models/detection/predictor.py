@@ -15,7 +15,7 @@ from ...schemas import DetectedBox, quad_to_list
 from ..precision import autocast
 from ..registry import ModelSpec
 from .postprocess import CraftThresholds, adjust_result_coordinates, get_det_boxes
-from .preprocess import normalize_mean_variance, resize_aspect_ratio
+from .preprocess import canvas_tensor
 
 __all__ = ["DetectionPredictor"]
 
@@ -64,9 +64,10 @@ class DetectionPredictor:
     ) -> tuple[np.ndarray, np.ndarray, float]:
         """Region and link maps at half the network's input resolution, plus the resize ratio."""
         th = thresholds or self.thresholds
-        canvas, ratio, _ = resize_aspect_ratio(image, th.canvas_size, th.mag_ratio)
-        x = normalize_mean_variance(canvas, mean=self.spec.mean, std=self.spec.std)
-        tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device)
+        tensor, ratio, _ = canvas_tensor(image, th.canvas_size, th.mag_ratio, mean=self.spec.mean, std=self.spec.std)
+        if not getattr(self.model, "channels_last_input", False):
+            tensor = tensor.contiguous()  # official CRAFT: the plain NCHW layout it was written for
+        tensor = tensor.to(self.device)
         with autocast(self.device, self.precision):
             y, feature = self.model(tensor)
             refined = self.refiner(y, feature) if self.refiner is not None else None
