@@ -183,10 +183,6 @@ class LightCRAFT(nn.Module):
         feature_channels: Channels of the returned ``feature`` map.
     """
 
-    #: Takes its input in the channels-last memory format without a copy (the predictor hands
-    #: it the normalised canvas as a channels-last view).
-    channels_last_input = True
-
     def __init__(self, width: float = 1.0, init: bool = True) -> None:
         super().__init__()
         if not width > 0:

@@ -65,8 +65,6 @@ class DetectionPredictor:
         """Region and link maps at half the network's input resolution, plus the resize ratio."""
         th = thresholds or self.thresholds
         tensor, ratio, _ = canvas_tensor(image, th.canvas_size, th.mag_ratio, mean=self.spec.mean, std=self.spec.std)
-        if not getattr(self.model, "channels_last_input", False):
-            tensor = tensor.contiguous()  # official CRAFT: the plain NCHW layout it was written for
         tensor = tensor.to(self.device)
         with autocast(self.device, self.precision):
             y, feature = self.model(tensor)
