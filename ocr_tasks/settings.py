@@ -41,8 +41,8 @@ class Settings:
     #: ``OCR_TORCH_THREADS``: intra-op threads for CPU inference (0 = torch's default).
     torch_threads: int = 0
     #: ``OCR_PRECISION``: inference arithmetic, ``auto`` | ``fp32`` | ``bf16`` | ``fp16``
-    #: (:mod:`ocr_tasks.models.precision`; auto: bf16/fp16 on GPUs; on CPUs a bf16 detector
-    #: where the CPU has native bf16, and an fp32 recognizer).
+    #: (:mod:`ocr_tasks.models.precision`; auto: bf16/fp16 on GPUs; on CPUs bf16 for both
+    #: models where the CPU has native bf16, else fp32).
     precision: str = "auto"
     #: ``OCR_MAX_PIXELS``: largest accepted image (width x height); bigger images are refused.
     max_pixels: int = 40_000_000

@@ -13,14 +13,16 @@ and LSTMs in the 16-bit type and keeps reductions and softmax in float32.
   repo's Zen 4 development CPU (native bf16), two torch threads, the 50 FUNSD pages: detect
   0.53 s -> 0.30 s per page with the same detection and end-to-end scores (within 0.001).
   A detector runs once per page on a few canvas shapes.
-* CPU, recognizers: float32. bf16 runs a fixed-shape batch 2.2x faster, but the pipeline's
-  crop batches change shape with every group of widths, and oneDNN builds a kernel per shape:
-  recognition went from 0.51 s to 0.77 s per 200-word page when first measured. With the
-  kernel cache bounded it is 0.55 s -> 0.46 s per FUNSD page (step-23,000 weights; 2.5 ->
-  1.9 ms per crop with step 48,000) with the same word accuracy (step 48,000: synthetic 0.929
-  exact in both, FUNSD 0.686 fp32 vs 0.685 bf16 caseless) but +20% resident memory (925 vs 770 MiB after
-  the 50 pages), so fp32 stays the default until a longer memory run decides.
-  ``OCR_PRECISION=bf16`` forces bf16 for both.
+* CPU, recognizers: bfloat16 too, since session 8. bf16 runs a fixed-shape batch 2.2x faster,
+  but the pipeline's crop batches change shape with every group of widths and oneDNN builds a
+  kernel per shape: recognition went from 0.51 s to 0.77 s per 200-word page when first
+  measured, with an unbounded kernel cache. With the cache bounded (below) it is 0.294 s ->
+  0.233 s per FUNSD page (1.7 -> 1.2 ms per crop) with the same word accuracy (step 48,000:
+  synthetic 0.929 exact in both, FUNSD 0.686 fp32 vs 0.685 bf16 caseless), and over 200 more
+  pages of random crop shapes (``benchmarks/bench_pipeline.py --varied-crops 200``) the bf16
+  process plateaued lower than the fp32 one (1,443 vs 1,788 MiB; docs/BENCHMARKS.md).
+  ``OCR_PRECISION=fp32`` keeps float32.
+``OCR_PRECISION=bf16`` forces bf16 for both.
 
 oneDNN keeps every kernel it builds (up to ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, 1024 by
 default); :func:`limit_kernel_cache` lowers that to :data:`KERNEL_CACHE_CAPACITY` for the
@@ -92,9 +94,8 @@ def resolve_precision(name: str, device: torch.device, task: str = "recognizer")
     Args:
         name: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
         device: Where the model runs.
-        task: ``"detector"`` or ``"recognizer"``: ``auto`` on a CPU with native bf16 picks bf16
-            for detectors (one forward per page, a handful of canvas shapes) and fp32 for
-            recognizers (many small batches of changing shapes).
+        task: ``"detector"`` or ``"recognizer"``. ``auto`` on a CPU with native bf16 picks bf16
+            for both (until session 7, fp32 for recognizers: see the module docstring).
 
     Raises:
         ValueError: an unknown name, or float16 asked for on a CPU.
@@ -105,7 +106,7 @@ def resolve_precision(name: str, device: torch.device, task: str = "recognizer")
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if task == "detector" and device.type == "cpu" and cpu_has_native_bf16():
+        if device.type == "cpu" and task in ("detector", "recognizer") and cpu_has_native_bf16():
             return torch.bfloat16
         return None
     if name == "fp16" and device.type == "cpu":
