@@ -205,10 +205,17 @@ def downloaded_json(driver: Any, card: Any, timeout: float = 15.0) -> Any:
     target.unlink(missing_ok=True)
     link.click()
     deadline = time.monotonic() + timeout
-    while not target.is_file() and time.monotonic() < deadline:
+    # Chromium may show the file under its final name before it has written it all (an empty
+    # file was read once), so wait until it parses, not just until it exists.
+    while time.monotonic() < deadline:
+        if target.is_file():
+            try:
+                return json.loads(target.read_text())
+            except ValueError:
+                pass
         time.sleep(0.1)
     assert target.is_file(), f"{name} was not downloaded to {driver.downloads}"
-    return json.loads(target.read_text())
+    return json.loads(target.read_text())  # the parse error, if the file stayed incomplete
 
 
 def screenshot(driver: Any, name: str) -> Path:
