@@ -53,6 +53,13 @@ def resize_aspect_ratio(
     Raises:
         ValueError: On a non ``H x W x 3`` input, non-positive sizes, or a side truncated to 0.
     """
+    return _resized_canvas(img, canvas_size, mag_ratio, interpolation, np.float32)
+
+
+def _resized_canvas(
+    img: np.ndarray, canvas_size: int, mag_ratio: float, interpolation: int, dtype: type
+) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """:func:`resize_aspect_ratio` onto a zero canvas of ``dtype`` (its checks and sizes)."""
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 image, got shape {img.shape}")
     if canvas_size <= 0 or not mag_ratio > 0:
@@ -67,11 +74,12 @@ def resize_aspect_ratio(
     target_h, target_w = int(height * ratio), int(width * ratio)
     if target_h < 1 or target_w < 1:
         raise ValueError(f"image {width}x{height} collapses to {target_w}x{target_h} after resizing")
-    resized = cv2.resize(img, (target_w, target_h), interpolation=interpolation)
-
     canvas_h, canvas_w = _round_up(target_h), _round_up(target_w)
-    canvas = np.zeros((canvas_h, canvas_w, 3), dtype=np.float32)
-    canvas[:target_h, :target_w, :] = resized
+    canvas = np.zeros((canvas_h, canvas_w, 3), dtype=dtype)
+    if canvas.dtype == img.dtype:  # resize straight into the canvas
+        cv2.resize(img, (target_w, target_h), dst=canvas[:target_h, :target_w], interpolation=interpolation)
+    else:
+        canvas[:target_h, :target_w, :] = cv2.resize(img, (target_w, target_h), interpolation=interpolation)
     return canvas, ratio, (canvas_w // 2, canvas_h // 2)
 
 
@@ -91,10 +99,15 @@ def normalize_mean_variance(
         A new float32 array of the same shape.
     """
     out = np.array(img, dtype=np.float32, copy=True)
-    # Scale in float64, then cast: the same float32 constants as upstream.
-    out -= (np.asarray(mean, dtype=np.float64) * 255.0).astype(np.float32)
-    out /= (np.asarray(std, dtype=np.float64) * 255.0).astype(np.float32)
+    mean255, std255 = _scaled(mean), _scaled(std)
+    out -= mean255
+    out /= std255
     return out
+
+
+def _scaled(values: Sequence[float]) -> np.ndarray:
+    """Channel constants on the 0..255 scale: scaled in float64, then cast, as upstream does."""
+    return (np.asarray(values, dtype=np.float64) * 255.0).astype(np.float32)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -114,7 +127,8 @@ def canvas_tensor(
     interpolation: int = cv2.INTER_LINEAR,
 ) -> tuple[torch.Tensor, float, tuple[int, int]]:
     """:func:`resize_aspect_ratio`, :func:`normalize_mean_variance` and :func:`to_tensor` in one
-    pass, for inference: the same float32 values, about 4x less time on a FUNSD page.
+    pass, for inference: the same float32 values in less time (with the bf16 light detector,
+    pre-processing plus forward took 124 instead of 143-158 ms per FUNSD page).
 
     The resize runs on the uint8 image (OpenCV rounds it to uint8, which is what the float32
     canvas of :func:`resize_aspect_ratio` holds too); the canvas stays uint8 until torch casts
@@ -130,24 +144,7 @@ def canvas_tensor(
     if img.dtype != np.uint8:
         canvas, ratio, heat = resize_aspect_ratio(img, canvas_size, mag_ratio, interpolation)
         return to_tensor(normalize_mean_variance(canvas, mean, std)), ratio, heat
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 image, got shape {img.shape}")
-    if canvas_size <= 0 or not mag_ratio > 0:
-        raise ValueError(f"canvas_size and mag_ratio must be positive, got {canvas_size}, {mag_ratio}")
-    height, width = img.shape[:2]
-    long_side = max(height, width)
-    if long_side == 0:
-        raise ValueError("empty image")
-    target = min(mag_ratio * long_side, canvas_size)
-    ratio = target / long_side
-    target_h, target_w = int(height * ratio), int(width * ratio)
-    if target_h < 1 or target_w < 1:
-        raise ValueError(f"image {width}x{height} collapses to {target_w}x{target_h} after resizing")
-    canvas_h, canvas_w = _round_up(target_h), _round_up(target_w)
-    canvas = np.zeros((canvas_h, canvas_w, 3), dtype=np.uint8)
-    cv2.resize(img, (target_w, target_h), dst=canvas[:target_h, :target_w], interpolation=interpolation)
-    m = torch.tensor((np.asarray(mean, dtype=np.float64) * 255.0).astype(np.float32))
-    sd = torch.tensor((np.asarray(std, dtype=np.float64) * 255.0).astype(np.float32))
+    canvas, ratio, heat = _resized_canvas(img, canvas_size, mag_ratio, interpolation, np.uint8)
     x = torch.from_numpy(canvas).to(torch.float32)  # H x W x 3, contiguous
-    x.sub_(m).div_(sd)
-    return x.permute(2, 0, 1).unsqueeze(0).contiguous(), ratio, (canvas_w // 2, canvas_h // 2)
+    x.sub_(torch.from_numpy(_scaled(mean))).div_(torch.from_numpy(_scaled(std)))
+    return x.permute(2, 0, 1).unsqueeze(0).contiguous(), ratio, heat
