@@ -230,6 +230,36 @@ def test_tiny_run_resumes_and_tunes(tmp_path):
     assert tuned["align_short_words"] is True
     assert tuned["canvas_size"] == 256 and len(result["table"]) == 1 + 2
     assert "s/page" in format_table(result["table"])
+    assert result["pick"] == "best" and result["tolerance"] == 0.0
+    assert result["pixels_per_page"] == 256 * 202  # the 300x380 page resized to 202x256
+
+
+def _row(canvas, hmean, n_gt=1000, link=0.1):
+    return {"canvas_size": canvas, "link_threshold": link, "hmean": hmean, "n_gt": n_gt,
+            "pixels_per_page": canvas * canvas * 0.75, "s_per_page": canvas / 1e4}
+
+
+def test_choose_setting_best_and_one_standard_error_rule():
+    from ocr_tasks.training.detector_tune import choose_setting
+
+    table = [_row(1920, 0.900), _row(1600, 0.895, link=0.1), _row(1600, 0.896, link=0.2), _row(1280, 0.880)]
+    row, tol = choose_setting(table, "best")
+    assert (row["canvas_size"], tol) == (1920, 0.0)
+    # one standard error of 0.9 over 1,000 words is 0.0095: 1600 is within it, 1280 is not;
+    # at 1600 the better threshold (link 0.2) is taken
+    row, tol = choose_setting(table, "1se")
+    assert abs(tol - (0.9 * 0.1 / 1000) ** 0.5) < 1e-12
+    assert (row["canvas_size"], row["link_threshold"]) == (1600, 0.2)
+    # with ten times the words the margin shrinks to 0.003 and only the best size remains
+    big = [{**r, "n_gt": 10000} for r in table]
+    assert choose_setting(big, "1se")[0]["canvas_size"] == 1920
+    # equal H-mean: the smaller input wins under both rules
+    tie = [_row(1920, 0.9), _row(1600, 0.9)]
+    assert choose_setting(tie, "best")[0]["canvas_size"] == 1600
+    with pytest.raises(ValueError, match="unknown pick rule 'fast'"):
+        choose_setting(table, "fast")
+    with pytest.raises(ValueError, match="no tuning results"):
+        choose_setting([], "1se")
 
 
 def test_non_finite_detector_steps_are_skipped_and_a_diverged_run_stops(tmp_path, monkeypatch):
@@ -279,3 +309,5 @@ def test_cli_registers_detector_targets():
     assert args.steps == 7 and args.crop == 256 and args.out == "runs/detector"
     args = parser.parse_args(["train", "tune-detector", "runs/x", "--pages", "3", "--canvas", "1024,1280"])
     assert args.run_dir == "runs/x" and args.pages == 3 and args.canvas == (1024, 1280)
+    assert args.pick == "best"
+    assert parser.parse_args(["train", "tune-detector", "runs/x", "--pick", "1se"]).pick == "1se"

@@ -138,6 +138,64 @@ def test_words_do_not_overlap() -> None:
         assert (inter <= 0.1 * np.minimum(area[:, None], area[None, :])).all(), page.kind
 
 
+def test_word_spacing_is_per_document_and_sometimes_tight() -> None:
+    """Each document draws one word-spacing factor; tight documents (about 40%) set words
+    closer than the face's space glyph, and every gap stays at least 1.5 px wide."""
+    from ocr_tasks.training.synth_writer import NORMAL_SPACING, TIGHT_SPACING, Writer, make_style, word_spacing
+
+    r = random.Random(5)
+    factors = [word_spacing(r) for _ in range(2000)]
+    assert TIGHT_SPACING[0] <= min(factors) and max(factors) <= NORMAL_SPACING[1]
+    tight = sum(f < TIGHT_SPACING[1] for f in factors) / len(factors)
+    assert 0.35 < tight < 0.45
+    fonts = available_fonts()
+    style = make_style(random.Random(1), fonts)
+    for spacing in (0.55, 1.25):
+        style.spacing = spacing
+        writer = Writer(Canvas(200, 100), random.Random(2), WordSampler(random.Random(3)), style, 90)
+        gaps = [writer.space(style.body) for _ in range(200)]
+        glyph = style.body.length(" ")
+        assert min(gaps) >= max(1.5, glyph * spacing * 0.92 + 0.5) - 1e-6
+        assert max(gaps) <= max(1.5, glyph * spacing * 1.1 + 0.5) + 1e-6
+
+
+def _line_gaps(spacing: float, seeds: tuple[int, ...]) -> list[float]:
+    """Gaps between each word and the next one on its line, over text height, on clean pages
+    rendered with the word-spacing factor forced to ``spacing``."""
+    from ocr_tasks.training import synth_writer
+
+    config = SynthConfig(geometry=False)
+    original = synth_writer.word_spacing
+    synth_writer.word_spacing = lambda r: (original(r), spacing)[1]  # same random stream
+    try:
+        pages = [render_page(np.random.default_rng(seed), clean=True, config=config) for seed in seeds]
+    finally:
+        synth_writer.word_spacing = original
+    gaps = []
+    for page in pages:
+        boxes = [(*w.quad.min(0), *w.quad.max(0)) for w in page.words if not w.vertical]
+        for a in boxes:
+            height = a[3] - a[1]
+            line = [b for b in boxes if b is not a and abs(b[3] - a[3]) < 0.2 * height and b[0] > a[0]]
+            if line:
+                nxt = min(line, key=lambda b: b[0])  # the next word to the right on the same line
+                if nxt[0] - a[2] < 2 * height:  # same phrase, not the next column
+                    gaps.append(float(nxt[0] - a[2]) / height)
+    return gaps
+
+
+def test_tight_pages_keep_words_apart() -> None:
+    """Pages at the tightest spacing set words clearly closer than at the loosest, and even
+    there neighbouring words on a line never overlap beyond an italic overhang."""
+    from ocr_tasks.training.synth_writer import NORMAL_SPACING, TIGHT_SPACING
+
+    tight = _line_gaps(TIGHT_SPACING[0], (7, 8, 9))
+    loose = _line_gaps(NORMAL_SPACING[1], (7, 8, 9))
+    assert len(tight) > 30 and len(loose) > 30
+    assert np.median(tight) < 0.75 * np.median(loose)
+    assert min(tight) > -0.1
+
+
 def test_vertical_word_geometry() -> None:
     """A word rotated 90 degrees (bottom-to-top) keeps an exact quad and upright crops."""
     face = get_face(available_fonts()[0], 24)

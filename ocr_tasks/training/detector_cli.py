@@ -83,6 +83,7 @@ def cmd_tune_detector(args: argparse.Namespace) -> int:
         threads=args.threads,
         checkpoint=args.checkpoint,
         progress=not args.no_progress,
+        pick=args.pick,
     )
     print(format_table(best["table"]))
     print(json.dumps({k: v for k, v in best.items() if k != "table"}))
@@ -92,7 +93,7 @@ def cmd_tune_detector(args: argparse.Namespace) -> int:
 
 def add_tune_detector(sub: Any) -> None:
     """Register ``train tune-detector``."""
-    from .detector_tune import TuneGrid
+    from .detector_tune import PICK_RULES, TuneGrid
 
     g = TuneGrid()
 
@@ -117,6 +118,10 @@ def add_tune_detector(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=bounded(int, 0, "--threads"), default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--pick", choices=PICK_RULES, default="best",
+        help="best: highest H-mean; 1se: the smallest network input within one standard error of it",
+    )
     p.set_defaults(func=cmd_tune_detector)
 
 

@@ -11,17 +11,26 @@ searches, with the real :class:`~ocr_tasks.models.detection.predictor.DetectionP
 
 Score maps are computed once per page and effective resize ratio (sizes that resize a page
 identically share them), so the grid costs one forward per distinct ratio plus the cheap
-post-processing per setting. The best word-level H-mean (IoU >= 0.5, counts summed over pages;
-ties: the faster setting) is written to ``RUN_DIR/thresholds.json`` (only
+post-processing per setting. The chosen setting is written to ``RUN_DIR/thresholds.json`` (only
 :class:`~ocr_tasks.models.detection.postprocess.CraftThresholds` fields, which
 ``ocr-pipeline export detector`` stores in ``weights/bundled.json``); the table of all tried
 settings goes to ``RUN_DIR/tune.json``.
+
+Which setting is chosen (``pick``):
+
+- ``best``: the highest word-level H-mean (IoU >= 0.5, counts summed over pages; ties: fewer
+  network input pixels, then the faster setting).
+- ``1se``: the one-standard-error rule. Among the settings whose H-mean is within one standard
+  error of the best (``sqrt(H (1 - H) / n)``, ``n`` the tuning pages' ground-truth words: the
+  differences the tuning set cannot tell apart), the one that feeds the network the fewest
+  pixels per page (detection time grows with them), and the best H-mean at that size.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -32,7 +41,10 @@ if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
-__all__ = ["TuneGrid", "tune_detector", "format_table", "load_run_model"]
+__all__ = ["PICK_RULES", "TuneGrid", "choose_setting", "tune_detector", "format_table", "load_run_model"]
+
+#: Selection rules of :func:`choose_setting` (``--pick``).
+PICK_RULES = ("best", "1se")
 
 
 @dataclass(frozen=True)
@@ -109,15 +121,41 @@ def _effective_ratio(image: np.ndarray, canvas_size: int, mag_ratio: float) -> t
     return int(h * ratio), int(w * ratio)
 
 
+def choose_setting(table: list[Mapping[str, Any]], pick: str = "best") -> tuple[Mapping[str, Any], float]:
+    """The row of ``table`` that rule ``pick`` selects (see the module docstring).
+
+    Rows need ``hmean``, ``n_gt``, ``pixels_per_page`` and ``s_per_page``.
+
+    Returns:
+        ``(row, tolerance)``: the chosen row and the H-mean margin the rule allowed (0 for
+        ``best``).
+
+    Raises:
+        ValueError: For an unknown rule or an empty table.
+    """
+    if pick not in PICK_RULES:
+        raise ValueError(f"unknown pick rule {pick!r} (choose from {', '.join(PICK_RULES)})")
+    if not table:
+        raise ValueError("no tuning results to choose from")
+    top = max(table, key=lambda r: (r["hmean"], -r["pixels_per_page"], -r["s_per_page"]))
+    if pick == "best":
+        return top, 0.0
+    h, n = float(top["hmean"]), max(int(top["n_gt"]), 1)
+    tolerance = math.sqrt(max(h * (1.0 - h), 0.0) / n)
+    near = [r for r in table if r["hmean"] >= h - tolerance]
+    chosen = min(near, key=lambda r: (r["pixels_per_page"], -r["hmean"], r["s_per_page"]))
+    return chosen, tolerance
+
+
 def format_table(rows: list[Mapping[str, Any]]) -> str:
     """The tried settings as a fixed-width text table."""
-    head = f"{'stage':>5} {'canvas':>6} {'mag':>4} {'text':>5} {'link':>5} {'low':>5} {'P':>6} {'R':>6} {'H':>6} {'s/page':>7}"
+    head = f"{'stage':>5} {'canvas':>6} {'mag':>4} {'text':>5} {'link':>5} {'low':>5} {'P':>6} {'R':>6} {'H':>6} {'s/page':>7} {'Mpx':>5}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['stage']:>5} {r['canvas_size']:>6} {r['mag_ratio']:>4.1f} {r['text_threshold']:>5.2f} "
             f"{r['link_threshold']:>5.2f} {r['low_text']:>5.2f} {r['precision']:>6.4f} {r['recall']:>6.4f} "
-            f"{r['hmean']:>6.4f} {r['s_per_page']:>7.3f}"
+            f"{r['hmean']:>6.4f} {r['s_per_page']:>7.3f} {r.get('pixels_per_page', 0) / 1e6:>5.2f}"
         )
     return "\n".join(lines)
 
@@ -131,6 +169,7 @@ def tune_detector(
     checkpoint: str | Path | None = None,
     progress: bool = True,
     page_size: tuple[int, int] | None = None,
+    pick: str = "best",
 ) -> dict[str, Any]:
     """Grid-search post-processing settings; writes ``thresholds.json`` and ``tune.json`` to the run.
 
@@ -143,10 +182,15 @@ def tune_detector(
         checkpoint: Weights to tune (default ``RUN_DIR/best.pth``).
         progress: Show a tqdm progress bar.
         page_size: Fixed ``(width, height)`` of the tuning pages (None: random; for tests).
+        pick: Selection rule, ``best`` or ``1se`` (see the module docstring).
 
     Returns:
-        ``{"thresholds": best settings, "hmean": ..., "precision": ..., "recall": ...,
-        "s_per_page": ..., "table": [all tried settings]}``.
+        ``{"thresholds": chosen settings, "hmean": ..., "precision": ..., "recall": ...,
+        "s_per_page": ..., "pixels_per_page": ..., "pick": ..., "tolerance": ...,
+        "best_hmean": ..., "table": [all tried settings]}``.
+
+    Raises:
+        ValueError: For an unknown ``pick`` rule.
     """
     import torch
     from tqdm import tqdm
@@ -157,6 +201,8 @@ def tune_detector(
     from .detector import TUNE_SEED, make_eval_pages
 
     grid = grid or TuneGrid()
+    if pick not in PICK_RULES:
+        raise ValueError(f"unknown pick rule {pick!r} (choose from {', '.join(PICK_RULES)})")
     if threads > 0:
         torch.set_num_threads(threads)
     run = Path(run_dir)
@@ -190,9 +236,10 @@ def tune_detector(
         stage: int, canvas: int, mag: float, triples: list[tuple[float, float, float]]
     ) -> list[dict]:
         per_triple = {t: (DetectionCounts(), 0.0) for t in triples}
-        forward = 0.0
+        forward, pixels = 0.0, 0
         for i, page in enumerate(eval_pages):
             shape = _effective_ratio(page.image, canvas, mag)
+            pixels += shape[0] * shape[1]
             fkey = (id(page.image), shape)
             for text, link, low in triples:
                 rkey = (i, shape, text, link, low)
@@ -232,6 +279,7 @@ def tune_detector(
                     "low_text": low,
                     **counts.to_dict(),
                     "s_per_page": (forward + secs) / n,
+                    "pixels_per_page": pixels / n,
                 }
             )
         return rows
@@ -253,7 +301,7 @@ def tune_detector(
         table.extend(run_setting(2, canvas, mag, full))
     bar.close()
 
-    best = max(table, key=lambda r: (r["hmean"], -r["s_per_page"]))
+    best, tolerance = choose_setting(table, pick)
     keys = ("text_threshold", "link_threshold", "low_text", "canvas_size", "mag_ratio")
     thresholds = {k: best[k] for k in keys}
     if base.align_short_words:  # not searched: carried over from the model's registered settings
@@ -266,6 +314,10 @@ def tune_detector(
         "precision": best["precision"],
         "recall": best["recall"],
         "s_per_page": best["s_per_page"],
+        "pixels_per_page": best["pixels_per_page"],
+        "pick": pick,
+        "tolerance": tolerance,
+        "best_hmean": max(r["hmean"] for r in table),
         "pages": len(eval_pages),
         "grid": asdict(grid),
     }
