@@ -141,7 +141,13 @@ def test_words_do_not_overlap() -> None:
 def test_word_spacing_is_per_document_and_sometimes_tight() -> None:
     """Each document draws one word-spacing factor; tight documents (about 40%) set words
     closer than the face's space glyph, and every gap stays at least 1.5 px wide."""
-    from ocr_tasks.training.synth_writer import NORMAL_SPACING, TIGHT_SPACING, Writer, make_style, word_spacing
+    from ocr_tasks.training.synth_writer import (
+        NORMAL_SPACING,
+        TIGHT_SPACING,
+        Writer,
+        make_style,
+        word_spacing,
+    )
 
     r = random.Random(5)
     factors = [word_spacing(r) for _ in range(2000)]
