@@ -128,7 +128,10 @@ def test_cli_default_models_read_a_page(tmp_path):
     truth = ["Invoice", "Please", "return", "this", "form", "by", "Friday"]
     assert [w.text for w in doc.words] == truth
     # the bundled settings fit short words ("by") at their line's angle (the step-8,500 detector
-    # tilted "by" 15 degrees without it; a long word's own box may lean a few degrees)
+    # tilted "by" 15 degrees without it, the step-15,000 one 13). A word's own minimum-area box
+    # may lean a few degrees: the step-15,000 detector leans these level words 0-3 degrees and
+    # "form" 6.4 (its "f" ascender; the step-8,500 one kept them under 5), which the recognizer
+    # reads through; a real tilt (the 13-15 degrees above) fails.
     for word in doc.words:
         (x0, y0), (x1, y1) = word.quad[0], word.quad[1]
-        assert abs(np.degrees(np.arctan2(y1 - y0, x1 - x0))) < 5.0, (word.text, word.quad)
+        assert abs(np.degrees(np.arctan2(y1 - y0, x1 - x0))) < 7.5, (word.text, word.quad)
