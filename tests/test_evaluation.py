@@ -38,6 +38,22 @@ def quad(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
 # --------------------------------------------------------------------------- metrics
 
 
+def test_detection_errors_classify_each_word():
+    from ocr_tasks.evaluation.metrics import detection_errors
+
+    gts = [
+        (0, 0, 25, 10), (30, 0, 55, 10), (60, 0, 80, 10),  # three words in one box: merged
+        (0, 20, 100, 30),                   # cut in two halves: split
+        (0, 40, 40, 50),                    # a box of a quarter of its area: misaligned
+        (0, 60, 40, 70),                    # found: matched
+        (200, 200, 240, 210),               # nothing there: missed
+    ]
+    preds = [(0, 0, 80, 10), (0, 20, 48, 30), (52, 20, 100, 30), (0, 40, 20, 45), (1, 60, 40, 70)]
+    assert detection_errors(preds, gts) == {"matched": 1, "merged": 3, "split": 1, "misaligned": 1, "missed": 1}
+    assert detection_errors([], gts)["missed"] == 7
+    assert detection_errors(preds, []) == dict.fromkeys(("matched", "merged", "split", "misaligned", "missed"), 0)
+
+
 def test_iou_basics():
     assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0  # touching edges

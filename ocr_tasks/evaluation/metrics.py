@@ -37,6 +37,8 @@ __all__ = [
     "evaluate_detection",
     "evaluate_end_to_end",
     "evaluate_recognition",
+    "DETECTION_ERROR_KINDS",
+    "detection_errors",
     "total",
 ]
 
@@ -330,6 +332,60 @@ def evaluate_detection(
     """
     pairs = match_boxes(pred_shapes, gt_boxes, threshold)
     return DetectionCounts(tp=len(pairs), n_pred=len(pred_shapes), n_gt=len(gt_boxes))
+
+
+#: What :func:`detection_errors` calls each ground-truth word, in the order of its checks.
+DETECTION_ERROR_KINDS = ("matched", "merged", "split", "misaligned", "missed")
+
+
+def detection_errors(
+    pred_shapes: Sequence[Any], gt_boxes: Sequence[Any], threshold: float = IOU_THRESHOLD
+) -> dict[str, int]:
+    """Why ground-truth words go unmatched: a count per kind of :data:`DETECTION_ERROR_KINDS`.
+
+    Each ground-truth word is, in this order of checks:
+
+    - ``matched``: matched one-to-one as :func:`evaluate_detection` matches (IoU >= threshold);
+    - ``merged``: covered (>= 60% of its area) by a prediction that covers another word too;
+    - ``split``: cut into pieces, at least two predictions each lying mostly (>= 50%) inside it;
+    - ``misaligned``: a prediction overlaps it, but no match (IoU 0.2-0.5, or covered alone);
+    - ``missed``: nothing overlaps it at IoU >= 0.2.
+
+    Args:
+        pred_shapes: Predicted quads or boxes of one image.
+        gt_boxes: Its ground-truth boxes.
+        threshold: IoU of a match.
+    """
+    preds = [to_box(p) for p in pred_shapes]
+    gts = [to_box(g) for g in gt_boxes]
+    out = dict.fromkeys(DETECTION_ERROR_KINDS, 0)
+    matched = {j for _, j in match_boxes(preds, gts, threshold)}
+    iou_m = _iou_matrix(preds, gts)
+    if preds and gts:
+        p = np.asarray(preds, dtype=np.float64)[:, None, :]
+        g = np.asarray(gts, dtype=np.float64)[None, :, :]
+        ix = np.clip(np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]), 0, None)
+        iy = np.clip(np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]), 0, None)
+        inter = ix * iy
+        of_gt = inter / np.maximum((g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1]), 1e-9)
+        of_pred = inter / np.maximum((p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1]), 1e-9)
+    else:
+        of_gt = of_pred = np.zeros((len(preds), len(gts)))
+    covers = of_gt >= 0.6  # covers[i, j]: prediction i covers most of word j
+    words_covered = covers.sum(axis=1)
+    for j in range(len(gts)):
+        if j in matched:
+            kind = "matched"
+        elif np.any(covers[:, j] & (words_covered >= 2)):
+            kind = "merged"
+        elif np.count_nonzero((of_pred[:, j] >= 0.5) & ~covers[:, j]) >= 2:
+            kind = "split"
+        elif np.any(covers[:, j]) or (len(preds) and iou_m[:, j].max() >= 0.2):
+            kind = "misaligned"
+        else:
+            kind = "missed"
+        out[kind] += 1
+    return out
 
 
 def evaluate_end_to_end(
