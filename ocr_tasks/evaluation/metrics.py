@@ -100,16 +100,21 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def _overlaps(preds: Sequence[Box], gts: Sequence[Box]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairwise intersection areas (``P x G``) and the boxes' areas (``P x 1``, ``1 x G``)."""
+    p = np.asarray(preds, dtype=np.float64).reshape(-1, 4)[:, None, :]
+    g = np.asarray(gts, dtype=np.float64).reshape(-1, 4)[None, :, :]
+    ix = np.clip(np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]), 0, None)
+    iy = np.clip(np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]), 0, None)
+    area_p = (p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1])
+    area_g = (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
+    return ix * iy, area_p, area_g
+
+
 def _iou_matrix(preds: Sequence[Box], gts: Sequence[Box]) -> np.ndarray:
     if not preds or not gts:
         return np.zeros((len(preds), len(gts)), dtype=np.float64)
-    p = np.asarray(preds, dtype=np.float64)[:, None, :]
-    g = np.asarray(gts, dtype=np.float64)[None, :, :]
-    ix = np.clip(np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]), 0, None)
-    iy = np.clip(np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]), 0, None)
-    inter = ix * iy
-    area_p = (p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1])
-    area_g = (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
+    inter, area_p, area_g = _overlaps(preds, gts)
     union = area_p + area_g - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where((union > 0) & (inter > 0), inter / np.where(union > 0, union, 1.0), 0.0)
@@ -361,16 +366,9 @@ def detection_errors(
     out = dict.fromkeys(DETECTION_ERROR_KINDS, 0)
     matched = {j for _, j in match_boxes(preds, gts, threshold)}
     iou_m = _iou_matrix(preds, gts)
-    if preds and gts:
-        p = np.asarray(preds, dtype=np.float64)[:, None, :]
-        g = np.asarray(gts, dtype=np.float64)[None, :, :]
-        ix = np.clip(np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]), 0, None)
-        iy = np.clip(np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]), 0, None)
-        inter = ix * iy
-        of_gt = inter / np.maximum((g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1]), 1e-9)
-        of_pred = inter / np.maximum((p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1]), 1e-9)
-    else:
-        of_gt = of_pred = np.zeros((len(preds), len(gts)))
+    inter, area_p, area_g = _overlaps(preds, gts)
+    of_gt = inter / np.maximum(area_g, 1e-9)  # share of each word inside each prediction
+    of_pred = inter / np.maximum(area_p, 1e-9)  # share of each prediction inside each word
     covers = of_gt >= 0.6  # covers[i, j]: prediction i covers most of word j
     words_covered = covers.sum(axis=1)
     for j in range(len(gts)):

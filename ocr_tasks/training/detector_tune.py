@@ -121,6 +121,11 @@ def _effective_ratio(image: np.ndarray, canvas_size: int, mag_ratio: float) -> t
     return int(h * ratio), int(w * ratio)
 
 
+def _check_pick(pick: str) -> None:
+    if pick not in PICK_RULES:
+        raise ValueError(f"unknown pick rule {pick!r} (choose from {', '.join(PICK_RULES)})")
+
+
 def choose_setting(table: list[Mapping[str, Any]], pick: str = "best") -> tuple[Mapping[str, Any], float]:
     """The row of ``table`` that rule ``pick`` selects (see the module docstring).
 
@@ -133,8 +138,7 @@ def choose_setting(table: list[Mapping[str, Any]], pick: str = "best") -> tuple[
     Raises:
         ValueError: For an unknown rule or an empty table.
     """
-    if pick not in PICK_RULES:
-        raise ValueError(f"unknown pick rule {pick!r} (choose from {', '.join(PICK_RULES)})")
+    _check_pick(pick)
     if not table:
         raise ValueError("no tuning results to choose from")
     top = max(table, key=lambda r: (r["hmean"], -r["pixels_per_page"], -r["s_per_page"]))
@@ -201,8 +205,7 @@ def tune_detector(
     from .detector import TUNE_SEED, make_eval_pages
 
     grid = grid or TuneGrid()
-    if pick not in PICK_RULES:
-        raise ValueError(f"unknown pick rule {pick!r} (choose from {', '.join(PICK_RULES)})")
+    _check_pick(pick)  # before the forward passes, not after them
     if threads > 0:
         torch.set_num_threads(threads)
     run = Path(run_dir)
