@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from ..settings import Settings, get_settings
-from .precision import limit_kernel_cache, precision_name, resolve_precision
+from .precision import (
+    KERNEL_CACHE_CAPACITY,
+    RECOGNIZER_KERNEL_CACHE_CAPACITY,
+    limit_kernel_cache,
+    precision_name,
+    resolve_precision,
+)
 from .registry import ModelSpec, get_spec
 from .weights import load_weights, resolve_weights
 
@@ -81,9 +87,9 @@ def _cached(key: tuple[object, ...], make):  # type: ignore[no-untyped-def]
         return _cache[key]
 
 
-def _configure_torch(settings: Settings) -> None:
+def _configure_torch(settings: Settings, kernel_cache: int = KERNEL_CACHE_CAPACITY) -> None:
     """Process-wide torch set-up before a predictor is built: oneDNN's kernel cache bound, threads."""
-    limit_kernel_cache()
+    limit_kernel_cache(kernel_cache)
     if settings.torch_threads > 0 and torch.get_num_threads() != settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
 
@@ -115,7 +121,7 @@ def recognition_predictor(name: str | None = None, settings: Settings | None = N
     from .recognition.predictor import RecognitionPredictor
 
     settings = settings or get_settings()
-    _configure_torch(settings)
+    _configure_torch(settings, RECOGNIZER_KERNEL_CACHE_CAPACITY)
     name = name or settings.recognizer
     spec = get_spec(name, "recognizer")
 

@@ -47,6 +47,7 @@ from ..settings import PRECISIONS
 __all__ = [
     "PRECISIONS",
     "KERNEL_CACHE_CAPACITY",
+    "RECOGNIZER_KERNEL_CACHE_CAPACITY",
     "cpu_has_native_bf16",
     "limit_kernel_cache",
     "resolve_precision",
@@ -54,22 +55,36 @@ __all__ = [
     "precision_name",
 ]
 
-#: Default ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` of the serving processes (oneDNN's own default is
-#: 1024). oneDNN keeps one compiled kernel per layer and input shape; every page size and every
-#: group of crop widths is a new shape, so with the default a process's memory grew by ~9 MiB
-#: per new page shape with a bf16 detector (1.1 -> 2.6 GiB over 150 page sizes). With 128 it
-#: stayed within the fp32 process's footprint and the FUNSD pages ran as fast (see
-#: docs/BENCHMARKS.md).
+#: Default ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` of the serving processes that load a detector
+#: (oneDNN's own default is 1024). oneDNN keeps one compiled kernel per layer and input shape;
+#: every page size is a new shape, so with the default a process's memory grew by ~9 MiB per new
+#: page shape with a bf16 detector (1.1 -> 2.6 GiB over 150 page sizes). With 128 it stayed
+#: within the fp32 process's footprint and the FUNSD pages ran as fast (see docs/BENCHMARKS.md).
 KERNEL_CACHE_CAPACITY = 128
+
+#: ... and of processes that load a recognizer. Its batches take a fixed set of shapes
+#: (``RecognitionPredictor(fixed_shapes=True)``), whose kernels need more than 512 entries: with
+#: 128 every batch rebuilt its kernels (2.3-2.8 ms per FUNSD crop instead of 1.1-1.35, session
+#: 10). The set is finite, so the cache stops growing once it has seen every shape.
+RECOGNIZER_KERNEL_CACHE_CAPACITY = 1024
+
+_ours: list[int] = []  # the capacity this module put into the environment, if it did
 
 
 def limit_kernel_cache(capacity: int = KERNEL_CACHE_CAPACITY) -> None:
     """Bound oneDNN's kernel cache unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set already.
 
+    A value this function set itself is raised to a larger ``capacity`` (a process that loads a
+    detector and then a recognizer gets the recognizer's); a value set by the user is kept.
     oneDNN reads the variable when it first builds a kernel, so call this before the first
-    forward pass (the model factory does).
+    forward pass (the model factory does, for each predictor it builds).
     """
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(int(capacity)))
+    name = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+    current = os.environ.get(name)
+    ours = current is not None and bool(_ours) and current == str(_ours[-1])
+    if current is None or (ours and int(capacity) > _ours[-1]):
+        os.environ[name] = str(int(capacity))
+        _ours.append(int(capacity))
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -17,10 +17,12 @@ from ocr_tasks.models.recognition.converter import (
     make_converter,
 )
 from ocr_tasks.models.recognition.preprocess import (
+    batch_ladder,
     keep_ratio_batches,
     keep_ratio_width,
     official_input,
     to_gray,
+    width_ladder,
 )
 
 
@@ -238,3 +240,48 @@ def test_keep_ratio_batches_groups_similar_widths() -> None:
     assert keep_ratio_batches([]) == []
     with pytest.raises(ValueError, match="crop 2.*zero-size"):
         keep_ratio_batches([crops[0], crops[1], np.zeros((0, 0), np.uint8)])
+
+
+def test_shape_ladders() -> None:
+    widths = width_ladder(16, 400)
+    assert widths[0] == 16 and widths[-1] == 400 and len(widths) == 18
+    assert all(w % 8 == 0 for w in widths) and widths == sorted(set(widths))
+    assert all(b <= max(a + 8, a * 1.15 + 8) for a, b in zip(widths, widths[1:]))
+    assert width_ladder(16, 20) == [16, 20]
+    assert batch_ladder(256) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert batch_ladder(100) == [1, 2, 4, 8, 16, 32, 64, 100]
+    assert batch_ladder(1) == [1]
+    with pytest.raises(ValueError):
+        width_ladder(16, 400, growth=1.0)
+    with pytest.raises(ValueError):
+        batch_ladder(0)
+
+
+def test_keep_ratio_batches_with_fixed_shapes() -> None:
+    rng = np.random.default_rng(5)
+    sizes = [(32, int(w)) for w in rng.integers(10, 900, 300)] + [(20, 30)] * 3
+    crops = [rng.integers(0, 256, size, dtype=np.uint8) for size in sizes]
+    widths, counts = width_ladder(16, 400), batch_ladder(64)
+    free = {i: b[r] for idx, b in keep_ratio_batches(crops, max_batch=64) for r, i in enumerate(idx)}
+    batches = keep_ratio_batches(crops, max_batch=64, widths=widths, batch_sizes=counts)
+    seen = sorted(i for indices, _ in batches for i in indices)
+    assert seen == list(range(len(crops)))
+    padded_rows = 0
+    for indices, batch in batches:
+        assert batch.shape[3] in widths and batch.shape[0] in counts and batch.shape[0] >= len(indices)
+        assert batch.shape[0] <= 1.25 * len(indices) or batch.shape[0] == 1
+        padded_rows += batch.shape[0] - len(indices)
+        for row, index in enumerate(indices):
+            content = keep_ratio_width(*sizes[index], 32, 16, 400)
+            assert torch.equal(batch[row, :, :, :content], free[index][:, :, :content])
+            pad = batch[row, 0, :, content:]
+            assert torch.equal(pad, batch[row, 0, :, content - 1 : content].expand_as(pad))
+        for row in range(len(indices), batch.shape[0]):  # padding rows repeat the last real one
+            assert torch.equal(batch[row], batch[len(indices) - 1])
+    assert padded_rows > 0  # the case is exercised
+    with pytest.raises(ValueError, match="widths"):
+        keep_ratio_batches(crops, widths=[16, 32])  # does not reach max_w
+    with pytest.raises(ValueError, match="batch_sizes"):
+        keep_ratio_batches(crops, max_batch=64, batch_sizes=[2, 4])  # no 1
+    with pytest.raises(ValueError, match="batch_sizes"):
+        keep_ratio_batches(crops, max_batch=64, batch_sizes=[1, 128])  # above max_batch

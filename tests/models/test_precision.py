@@ -45,6 +45,23 @@ def test_kernel_cache_is_bounded_unless_the_user_chose(monkeypatch) -> None:
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "7")
     limit_kernel_cache()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "7"
+    limit_kernel_cache(4096)  # the user's value wins over a recognizer's larger default too
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "7"
+
+
+def test_kernel_cache_grows_to_the_recognizers_bound(monkeypatch) -> None:
+    from ocr_tasks.models.precision import (
+        KERNEL_CACHE_CAPACITY,
+        RECOGNIZER_KERNEL_CACHE_CAPACITY,
+        limit_kernel_cache,
+    )
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    limit_kernel_cache(KERNEL_CACHE_CAPACITY)  # a detector first ...
+    limit_kernel_cache(RECOGNIZER_KERNEL_CACHE_CAPACITY)  # ... then a recognizer: its bound
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(RECOGNIZER_KERNEL_CACHE_CAPACITY)
+    limit_kernel_cache(KERNEL_CACHE_CAPACITY)  # never lowered again
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(RECOGNIZER_KERNEL_CACHE_CAPACITY)
 
 
 def test_factory_predictors_use_the_resolved_choice(monkeypatch) -> None:
