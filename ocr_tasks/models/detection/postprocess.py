@@ -30,6 +30,12 @@ _DIAMOND_TOLERANCE = 0.1
 _SHORT_WORD_RATIO = 2.5
 #: align_short_words: long, roughly horizontal words needed to trust the page's text angle.
 _MIN_LINE_WORDS = 3
+#: align_short_words: a word whose box at the line angle is at most this much larger than its
+#: own minimum-area box is refitted at the line angle too (its own angle is within the noise).
+_LEVEL_AREA_SLACK = 0.08
+#: Neighbouring words (same line: vertical offset under half the smaller height, gap under this
+#: many heights) whose centres give the line angle.
+_NEIGHBOUR_GAP = 3.0
 
 
 def _is_real(value: Any) -> bool:
@@ -52,9 +58,10 @@ class CraftThresholds:
         mag_ratio: Magnification of the long side before clamping to ``canvas_size``.
         poly: Also compute curved-text polygons.
         min_area: Components with fewer pixels (heatmap scale) are dropped.
-        align_short_words: Fit short words' boxes (long side < 2.5 x short side) at the median
-            angle of the page's long words instead of their own minimum-area angle (off in
-            the official algorithm; on for the bundled light detector).
+        align_short_words: Fit short words' boxes (long side < 2.5 x short side), and any word
+            whose box at the line angle is at most 8% larger than its own, at the page's line
+            angle (from neighbouring words' centres) instead of their own minimum-area angle
+            (off in the official algorithm; on for the bundled light detector).
     """
 
     text_threshold: float = 0.7
@@ -146,21 +153,56 @@ def _box_at_angle(points: np.ndarray, angle: float) -> np.ndarray:
     return np.stack([x, y], axis=1).astype(np.float32)
 
 
+def _neighbour_angles(boxes: list[np.ndarray], shape: list[tuple[float, float]]) -> list[float]:
+    """Angles (radians) from each near-horizontal word's centre to its nearest right neighbour's
+    on the same line: long baselines, so far less noisy than a short word's own rectangle."""
+    items = []
+    for box, (angle, _) in zip(boxes, shape):
+        if abs(angle) >= math.pi / 4:
+            continue
+        sides = sorted([float(np.linalg.norm(box[0] - box[1])), float(np.linalg.norm(box[1] - box[2]))])
+        centre = box.mean(axis=0)
+        items.append((float(centre[0]), float(centre[1]), sides[0], sides[1]))
+    items.sort()
+    angles = []
+    for i, (x, y, h, w) in enumerate(items):
+        for x2, y2, h2, w2 in items[i + 1 :]:
+            dx, dy = x2 - x, y2 - y
+            gap = dx - (w + w2) / 2
+            if gap > _NEIGHBOUR_GAP * max(h, h2):
+                break  # sorted by x: every later word is farther
+            if gap > -0.25 * min(h, h2) and abs(dy) < 0.5 * min(h, h2) and dx > 0:
+                angles.append(math.atan2(dy, dx))
+                break
+    return angles
+
+
 def _align_short_words(boxes: list[np.ndarray], points: list[np.ndarray]) -> None:
-    """Refit short words' boxes in place at the median angle of the long, near-horizontal ones.
+    """Refit words' boxes in place at the page's line angle.
 
     A two-letter word with a descender ("by", "py") has a minimum-area rectangle tilted by
-    10-20 degrees, which cuts its crop askew; its line's long words know the real angle. Nothing
-    changes when fewer than ``_MIN_LINE_WORDS`` long words give an angle.
+    10-20 degrees, which cuts its crop askew, and even longer words' rectangles lean a few
+    degrees towards an ascender ("form"). The line angle is the median angle between
+    neighbouring words' centres on the same line when at least ``_MIN_LINE_WORDS`` such pairs
+    exist, else the median angle of the long, near-horizontal words (nothing changes when fewer
+    than ``_MIN_LINE_WORDS`` of those either). Short words are always refitted; other words when
+    their box at the line angle is at most ``_LEVEL_AREA_SLACK`` larger than their own (a word
+    that really lies at another angle has a much larger box at the line's).
     """
     shape = [_long_side(box) for box in boxes]
     line_angles = [a for a, r in shape if r >= _SHORT_WORD_RATIO and abs(a) < math.pi / 4]
     if len(line_angles) < _MIN_LINE_WORDS:
         return
-    angle = float(np.median(line_angles))
-    for i, (_, ratio) in enumerate(shape):
+    pairs = _neighbour_angles(boxes, shape)
+    angle = float(np.median(pairs if len(pairs) >= _MIN_LINE_WORDS else line_angles))
+    for i, (own, ratio) in enumerate(shape):
         if ratio < _SHORT_WORD_RATIO:
             boxes[i] = _order_box(_box_at_angle(points[i], angle))
+        elif abs(own - angle) > 1e-6 and abs(own) < math.pi / 4:
+            levelled = _box_at_angle(points[i], angle)
+            own_area = float(cv2.contourArea(boxes[i]))
+            if own_area > 0 and float(cv2.contourArea(levelled)) <= own_area * (1.0 + _LEVEL_AREA_SLACK):
+                boxes[i] = _order_box(levelled)
 
 
 def _warp_point(matrix: np.ndarray, x: float, y: float) -> tuple[float, float]:
