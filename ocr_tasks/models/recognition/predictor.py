@@ -58,6 +58,11 @@ class RecognitionPredictor:
         self.device = torch.device(device)
         self.max_batch = max(1, int(max_batch))
         self.fixed_shapes = bool(fixed_shapes)
+        # the fixed shapes' ladders, built once (keep-ratio models with fixed_shapes on use them)
+        self._ladders = (
+            {"widths": width_ladder(16, spec.input_size[1]), "batch_sizes": batch_ladder(self.max_batch)}
+            if spec.keep_ratio else {}
+        )
         self.prediction = str(spec.options.get("prediction", "CTC"))
         self.converter = make_converter(self.prediction, spec.character)
 
@@ -87,9 +92,7 @@ class RecognitionPredictor:
         results: list[tuple[str, float] | None] = [None] * len(crops)
         img_h, img_w = self.spec.input_size
         if self.spec.keep_ratio:
-            shapes = {}
-            if self.fixed_shapes:
-                shapes = {"widths": width_ladder(16, img_w), "batch_sizes": batch_ladder(self.max_batch)}
+            shapes = self._ladders if self.fixed_shapes else {}
             for indices, batch in keep_ratio_batches(
                 crops, img_h=img_h, max_w=img_w, max_batch=self.max_batch, **shapes
             ):

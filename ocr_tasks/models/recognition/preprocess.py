@@ -115,7 +115,7 @@ def width_ladder(min_w: int = 16, max_w: int = 400, growth: float = 1.15, align:
     """Padded widths for :func:`keep_ratio_batches`: ``min_w``, then each step ``growth`` times
     the last rounded up to a multiple of ``align`` (at least ``align`` more), ending at ``max_w``.
 
-    ``width_ladder(16, 400)`` has 19 widths (16, 24, 32, ..., 320, 368, 400): a crop is padded by
+    ``width_ladder(16, 400)`` has 18 widths (16, 24, 32, ..., 320, 368, 400): a crop is padded by
     at most 15% (or ``align`` pixels) beyond its bucket.
     """
     if min_w < 1 or max_w < min_w or growth <= 1.0 or align < 1:
@@ -245,8 +245,9 @@ def keep_ratio_batches(
     batches = []
     for group in groups:
         width = max(item[2] for item in group)
+        chunks = _chunk_sizes(len(group), sizes, pad_slack) if sizes else [(len(group), len(group))]
         start = 0
-        for count, rows in _chunk_sizes(len(group), sizes, pad_slack) if sizes else [(len(group), len(group))]:
+        for count, rows in chunks:
             chunk = group[start : start + count]
             start += count
             batch = torch.empty(rows, 1, img_h, width)
