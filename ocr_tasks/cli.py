@@ -40,12 +40,20 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _threshold_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("text_threshold", "link_threshold", "low_text", "canvas_size", "mag_ratio")
+    keys = ("text_threshold", "link_threshold", "low_text", "canvas_size", "mag_ratio", "split_link")
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if getattr(args, "poly", False):
         out["poly"] = True
     if getattr(args, "align_short_words", None) is not None:
         out["align_short_words"] = args.align_short_words
+    if out:
+        from .models.detection.postprocess import CraftThresholds
+
+        try:
+            CraftThresholds.from_mapping(out)
+        except ValueError as exc:  # name the flag, not the field: that is what the user typed
+            name = str(exc).split(" ", 1)[0]
+            raise CLIError(f"--{name.replace('_', '-')}: {exc}") from None
     return out
 
 
@@ -61,6 +69,11 @@ def _add_model_args(p: argparse.ArgumentParser, detector: bool, recognizer: bool
         g.add_argument("--low-text", type=float)
         g.add_argument("--canvas-size", type=int)
         g.add_argument("--mag-ratio", type=float)
+        g.add_argument(
+            "--split-link",
+            type=float,
+            help="cut words at text-free gaps whose link scores stay below this (0: off; bundled detector: tuned)",
+        )
         g.add_argument("--poly", action="store_true", help="fit polygons (reported boxes stay quads)")
         g.add_argument(
             "--align-short-words",

@@ -105,9 +105,23 @@ def test_detect_with_threshold_override(light_model_dir, page_png, capsys):
 
 
 @pytest.mark.parametrize(
+    ("flags", "words"),
+    [(["--split-link", "2"], ["--split-link", "[0, 1]"]), (["--link-threshold", "-1"], ["--link-threshold"]),
+     (["--canvas-size", "8"], ["--canvas-size", "32"])],
+)
+def test_bad_threshold_flags_are_a_clear_error(flags, words, capsys):
+    assert main(["detect", "page.png", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+@pytest.mark.parametrize(
     ("flags", "expected"),
     [([], {}), (["--align-short-words"], {"align_short_words": True}),
-     (["--no-align-short-words"], {"align_short_words": False})],
+     (["--no-align-short-words"], {"align_short_words": False}),
+     (["--split-link", "0.35"], {"split_link": 0.35})],
 )
 def test_align_short_words_flag(flags, expected):
     from ocr_tasks.cli import _threshold_overrides, build_parser

@@ -49,6 +49,7 @@ THRESHOLD_PARAMS: tuple[str, ...] = (
     "canvas_size",
     "mag_ratio",
     "align_short_words",
+    "split_link",
 )
 
 DEFAULTS: dict[str, Any] = {

@@ -123,6 +123,11 @@ _THRESHOLDS = [
     ("low_text", {"type": "number", "minimum": 0, "maximum": 1}, "region score that counts as text"),
     ("canvas_size", {"type": "integer", "minimum": 32}, "longest side of the detector input"),
     ("mag_ratio", {"type": "number", "exclusiveMinimum": 0}, "magnification before clamping to canvas_size"),
+    (
+        "split_link",
+        {"type": "number", "minimum": 0, "maximum": 1},
+        "cut words at text-free gaps whose affinity stays below this (0: off)",
+    ),
 ]
 
 

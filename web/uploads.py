@@ -126,7 +126,7 @@ _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "
 def read_thresholds() -> dict[str, Any]:
     """Detection overrides from the query string or form (only those given), validated.
 
-    ``text_threshold``, ``link_threshold``, ``low_text``: numbers in [0, 1];
+    ``text_threshold``, ``link_threshold``, ``low_text``, ``split_link``: numbers in [0, 1];
     ``canvas_size``: integer in [32, MAX_CANVAS_SIZE]; ``mag_ratio``: number in (0, MAX_MAG_RATIO];
     ``align_short_words``: true/false (also 1/0, yes/no, on/off).
 

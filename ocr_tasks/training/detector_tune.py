@@ -309,6 +309,8 @@ def tune_detector(
     thresholds = {k: best[k] for k in keys}
     if base.align_short_words:  # not searched: carried over from the model's registered settings
         thresholds["align_short_words"] = True
+    if base.split_link > 0:  # not searched either (chosen on cached score maps, docs/MODEL_CARD.md)
+        thresholds["split_link"] = base.split_link
     CraftThresholds.from_mapping(thresholds)  # validate before writing
     (run / "thresholds.json").write_text(json.dumps(thresholds, indent=1) + "\n")
     summary = {

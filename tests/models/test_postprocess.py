@@ -223,6 +223,54 @@ def test_link_map_joins_or_splits_neighbouring_words(link_value: float, expected
         assert boxes[0][:, 0].max() < 36 and boxes[1][:, 0].min() > 30
 
 
+def _bridged_words(bridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two text blobs 5 px apart, joined only by an affinity bridge of the given score."""
+    text, link = _maps()
+    text[20:33, 10:31] = 0.9
+    text[20:33, 36:57] = 0.9
+    link[22:31, 28:39] = bridge
+    return text, link
+
+
+@pytest.mark.parametrize(
+    ("bridge", "split_link", "expected_words"),
+    [(0.3, 0.0, 1), (0.3, 0.35, 2), (0.34, 0.35, 2), (0.35, 0.35, 1), (0.6, 0.35, 1), (0.3, 0.3, 1)],
+)
+def test_split_link_cuts_weak_bridges_across_text_free_gaps(
+    bridge: float, split_link: float, expected_words: int
+) -> None:
+    text, link = _bridged_words(bridge)
+    th = CraftThresholds(link_threshold=0.1, split_link=split_link)
+    boxes, _, _ = get_det_boxes(text, link, th)
+    assert len(boxes) == expected_words
+    if expected_words == 2:
+        left, right = sorted(boxes, key=lambda b: float(b[:, 0].min()))
+        assert left[:, 0].max() < 36 and right[:, 0].min() > 30
+        # Each half gets the box it would get alone (the bridge never was part of a box).
+        alone = get_det_boxes(np.where(np.arange(120) < 33, text, 0).astype(np.float32), np.zeros_like(link), th)[0]
+        np.testing.assert_allclose(left, alone[0], atol=1e-4)
+
+
+def test_split_link_keeps_gaps_that_text_crosses() -> None:
+    """No cut where some row of the component still has text in every gap column (one word)."""
+    text, link = _bridged_words(0.3)
+    text[30:33, 31:36] = 0.9  # an underline-like text stroke closes the gap at the bottom
+    th = CraftThresholds(link_threshold=0.1, split_link=0.5)
+    assert len(get_det_boxes(text, link, th)[0]) == 1
+
+
+def test_split_link_changes_nothing_on_random_maps_when_off() -> None:
+    rng = np.random.default_rng(7)
+    text = cv2.GaussianBlur(rng.random((80, 160)).astype(np.float32), (0, 0), 3) * 2 - 0.5
+    link = cv2.GaussianBlur(rng.random((80, 160)).astype(np.float32), (0, 0), 3) * 2 - 0.5
+    base = CraftThresholds(link_threshold=0.3)
+    plain = get_det_boxes(text, link, base)[0]
+    below = get_det_boxes(text, link, base.replace(split_link=0.3))[0]  # <= link_threshold: off
+    assert len(plain) == len(below)
+    for a, b in zip(plain, below):
+        np.testing.assert_allclose(a, b)
+
+
 def test_link_only_pixels_are_not_part_of_the_box() -> None:
     text, link = _maps()
     text[20:33, 20:51] = 0.9

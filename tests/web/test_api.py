@@ -405,6 +405,8 @@ def test_detection_threshold_override_changes_result(model_client: FlaskClient, 
         ("mag_ratio=inf", ["mag_ratio", "finite"]),
         ("low_text=0.1&low_text=0.2", ["low_text", "once"]),
         ("align_short_words=maybe", ["align_short_words", "true or false", "maybe"]),
+        ("split_link=1.2", ["split_link", "between 0 and 1"]),
+        ("split_link=weak", ["split_link", "number", "weak"]),
         ("text_treshold=0.5", ["text_treshold", "accepted"]),
     ],
 )
@@ -420,6 +422,14 @@ def test_align_short_words_parameter_is_accepted(model_client: FlaskClient, page
     response = model_client.post(f"/detection?canvas_size=320&align_short_words={value}", data=files((page_png, "p.png")))
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["boxes"]
+
+
+def test_split_link_parameter_is_accepted(model_client: FlaskClient, page_png: bytes):
+    """split_link is a detection override like the thresholds (0 turns the cut off)."""
+    for value in ("0", "0.35"):
+        response = model_client.post(f"/detection?canvas_size=320&split_link={value}", data=files((page_png, "p.png")))
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["boxes"]
 
 
 def test_ocr_returns_a_document(model_client: FlaskClient, page_png: bytes):
