@@ -225,9 +225,12 @@ def test_tiny_run_resumes_and_tunes(tmp_path):
     finally:
         torch.set_num_threads(threads)
     tuned = json.loads((tmp_path / "thresholds.json").read_text())
-    # the searched settings, plus align_short_words carried over from the registry entry (on)
-    assert set(tuned) == {"text_threshold", "link_threshold", "low_text", "canvas_size", "mag_ratio", "align_short_words"}
+    # the searched settings, plus align_short_words and split_link carried over from the registry entry
+    assert set(tuned) == {
+        "text_threshold", "link_threshold", "low_text", "canvas_size", "mag_ratio", "align_short_words", "split_link"
+    }
     assert tuned["align_short_words"] is True
+    assert tuned["split_link"] == 0.35
     assert tuned["canvas_size"] == 256 and len(result["table"]) == 1 + 2
     assert "s/page" in format_table(result["table"])
     assert result["pick"] == "best" and result["tolerance"] == 0.0
