@@ -49,11 +49,11 @@ def _threshold_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if out:
         from .models.detection.postprocess import CraftThresholds
 
-        try:
-            CraftThresholds.from_mapping(out)
-        except ValueError as exc:  # name the flag, not the field: that is what the user typed
-            name = str(exc).split(" ", 1)[0]
-            raise CLIError(f"--{name.replace('_', '-')}: {exc}") from None
+        for key, value in out.items():  # one at a time, so the error names the flag the user typed
+            try:
+                CraftThresholds.from_mapping({key: value})
+            except ValueError as exc:
+                raise CLIError(f"--{key.replace('_', '-')}: {exc}") from None
     return out
 
 

@@ -336,16 +336,16 @@ def _polygon_from_box(box: np.ndarray, component: np.ndarray) -> np.ndarray | No
     return np.array(poly, dtype=np.float32)
 
 
-def _cut_weak_bridges(
+def _weak_bridge_pixels(
     text_on: np.ndarray, link: np.ndarray, labels: np.ndarray, stats: np.ndarray, th: CraftThresholds
-) -> np.ndarray | None:
-    """The link map with weak bridges between words removed (see ``CraftThresholds.split_link``).
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(rows, cols)`` of the pixels of weak bridges between words (``CraftThresholds.split_link``).
 
-    Returns None when nothing was cut. A bridge is a run of pixel columns of one component,
+    Returns None when there are none. A bridge is a run of pixel columns of one component,
     between its first and last text column, with no text pixels, whose link scores all stay
-    below ``th.split_link``; its link pixels are zeroed, so the component falls apart there
-    when the components are labelled again. Vectorised over (component, column) pairs: a page
-    has hundreds of components, and a Python loop over them cost 40 ms.
+    below ``th.split_link``; clearing its pixels makes the component fall apart there when the
+    components are labelled again. Vectorised over (component, column) pairs: a page has
+    hundreds of components, and a Python loop over them cost 40 ms.
     """
     width = labels.shape[1]
     keep = stats[:, cv2.CC_STAT_AREA] >= th.min_area
@@ -356,15 +356,15 @@ def _cut_weak_bridges(
     lab = labels[rows, cols].astype(np.int64)
     key = lab * width + cols  # one key per (component, column)
     order = np.argsort(key, kind="stable")
-    key_sorted = key[order]
-    keys, first = np.unique(key_sorted, return_index=True)
-    link_max = np.maximum.reduceat(link[rows, cols][order], first)
-    text_any = np.logical_or.reduceat(text_on[rows, cols][order], first)
+    keys, first = np.unique(key[order], return_index=True)
+    rows_sorted, cols_sorted = rows[order], cols[order]
+    link_max = np.maximum.reduceat(link[rows_sorted, cols_sorted], first)
+    text_any = np.logical_or.reduceat(text_on[rows_sorted, cols_sorted], first)
     comp, col = keys // width, keys % width
     # Text span of each component: columns outside its first..last text column never count.
     text_keys = keys[text_any]
-    lo = np.full(labels.max() + 1, np.iinfo(np.int64).max)
-    hi = np.full(labels.max() + 1, -1)
+    lo = np.full(stats.shape[0], np.iinfo(np.int64).max)
+    hi = np.full(stats.shape[0], -1)
     np.minimum.at(lo, text_keys // width, text_keys % width)
     np.maximum.at(hi, text_keys // width, text_keys % width)
     gap = ~text_any & (col > lo[comp]) & (col < hi[comp])
@@ -381,9 +381,7 @@ def _cut_weak_bridges(
     if cut_keys.size == 0:
         return None
     hit = np.isin(key, cut_keys)
-    out = link.copy()
-    out[rows[hit], cols[hit]] = 0.0
-    return out
+    return rows[hit], cols[hit]
 
 
 def get_det_boxes(
@@ -419,10 +417,9 @@ def get_det_boxes(
     combined = (text_on | link_on).astype(np.uint8)
     n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(combined, connectivity=4)
     if th.split_link > th.link_threshold:
-        cut = _cut_weak_bridges(text_on, link, labels, stats, th)
-        if cut is not None:
-            link = cut
-            combined = (text_on | (link > np.float32(th.link_threshold))).astype(np.uint8)
+        bridges = _weak_bridge_pixels(text_on, link, labels, stats, th)
+        if bridges is not None:  # bridges are pure-link pixels: clearing them is the whole cut
+            combined[bridges] = 0
             n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(combined, connectivity=4)
 
     boxes: list[np.ndarray] = []
