@@ -21,6 +21,8 @@ def _env_path(value: str | None) -> Path | None:
 
 #: Values of ``OCR_PRECISION`` (see :mod:`ocr_tasks.models.precision`).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Values of ``OCR_RUNTIME`` (see :mod:`ocr_tasks.models.onnx_runtime`).
+RUNTIMES = ("auto", "torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,14 @@ class Settings:
     #: (:mod:`ocr_tasks.models.precision`; auto: bf16/fp16 on GPUs; on CPUs bf16 for both
     #: models where the CPU has native bf16, else fp32).
     precision: str = "auto"
+    #: ``OCR_RUNTIME``: what runs the networks, ``auto`` | ``torch`` | ``onnx``
+    #: (:mod:`ocr_tasks.models.onnx_runtime`; auto: ONNX Runtime on CPU for detectors without a
+    #: refiner and CTC recognizers at fp32/auto precision, torch everywhere else).
+    runtime: str = "auto"
+    #: ``OCR_CACHE_DIR``: where derived files are kept between runs (ONNX exports of the loaded
+    #: networks); default ``$XDG_CACHE_HOME/ocr-pipeline`` or ``~/.cache/ocr-pipeline``. An
+    #: unwritable directory only costs the export at every start.
+    cache_dir: Path | None = None
     #: ``OCR_MAX_PIXELS``: largest accepted image (width x height); bigger images are refused.
     max_pixels: int = 40_000_000
     #: ``OCR_MAX_SIDE``: largest accepted side in pixels.
@@ -105,6 +115,8 @@ class Settings:
         "device": "OCR_DEVICE",
         "torch_threads": "OCR_TORCH_THREADS",
         "precision": "OCR_PRECISION",
+        "runtime": "OCR_RUNTIME",
+        "cache_dir": "OCR_CACHE_DIR",
         "max_pixels": "OCR_MAX_PIXELS",
         "max_side": "OCR_MAX_SIDE",
         "max_image_bytes": "OCR_MAX_IMAGE_BYTES",
@@ -138,7 +150,7 @@ class Settings:
             if raw is None or raw == "":
                 continue
             kind = types[name]
-            if name == "model_dir":
+            if name in ("model_dir", "cache_dir"):
                 kwargs[name] = _env_path(raw)
             elif kind in ("int", int):
                 try:
@@ -156,7 +168,19 @@ class Settings:
         if precision not in PRECISIONS:
             raise ValueError(f"OCR_PRECISION={precision!r} is not one of {', '.join(PRECISIONS)}")
         kwargs["precision"] = precision
+        runtime = str(kwargs.get("runtime", "auto")).lower()
+        if runtime not in RUNTIMES:
+            raise ValueError(f"OCR_RUNTIME={runtime!r} is not one of {', '.join(RUNTIMES)}")
+        kwargs["runtime"] = runtime
         return cls(**kwargs)  # type: ignore[arg-type]
+
+    @property
+    def cache_path(self) -> Path:
+        """The effective cache directory (``cache_dir`` or the XDG default)."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base).expanduser() / "ocr-pipeline"
 
     @property
     def broker(self) -> str:

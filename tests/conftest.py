@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MANIFESTS = SHARED / "specs" / "manifests"
+
+# ONNX exports made by the tests (and by the worker processes they start, which inherit the
+# variable) go to one throwaway directory per test run, not to the user's ~/.cache.
+if "OCR_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="ocr-test-cache-")
+    os.environ["OCR_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, True)
 
 
 def manifest_paths() -> list[Path]:

@@ -25,12 +25,16 @@ pytestmark = pytest.mark.skipif(
 
 
 def settings(precision: str = "fp32") -> Settings:
+    """CPU settings: ``onnx`` (ONNX Runtime, the default on CPUs), or torch at fp32 / bf16."""
     clear_cache()
-    return Settings(device="cpu", precision=precision)
+    if precision == "onnx":
+        return Settings(device="cpu", runtime="onnx")
+    return Settings(device="cpu", precision=precision, runtime="torch")
 
 
-#: Both CPU arithmetic modes (OCR_PRECISION): bf16 is the default on CPUs with native bf16.
-PRECISIONS = pytest.mark.parametrize("precision", ["fp32", "bf16"])
+#: Every CPU mode: ONNX Runtime (OCR_RUNTIME=auto's choice), and torch in both arithmetic modes
+#: (OCR_PRECISION; bf16 is torch's default on CPUs with native bf16).
+PRECISIONS = pytest.mark.parametrize("precision", ["onnx", "fp32", "bf16"])
 
 
 @pytest.mark.parametrize("name", ["crnn_light", "craft_light"])
@@ -128,7 +132,7 @@ def test_cli_default_models_read_a_page(tmp_path):
     draw = ImageDraw.Draw(page)
     draw.text((40, 60), "Invoice", font=font, fill="black")
     draw.text((40, 160), "Please return this form by Friday", font=font, fill="black")
-    doc = OCRPipeline.from_names(settings=settings()).ocr_image(np.asarray(page))
+    doc = OCRPipeline.from_names(settings=settings("onnx")).ocr_image(np.asarray(page))
     # every word found, in reading order, on two lines
     assert [ln.word_indices for ln in doc.lines] == [[0], [1, 2, 3, 4, 5, 6]]
     truth = ["Invoice", "Please", "return", "this", "form", "by", "Friday"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..settings import Settings, get_settings
+from ..settings import RUNTIMES, Settings, get_settings
 from .precision import (
     KERNEL_CACHE_CAPACITY,
     RECOGNIZER_KERNEL_CACHE_CAPACITY,
@@ -18,7 +18,7 @@ from .precision import (
     resolve_precision,
 )
 from .registry import ModelSpec, get_spec
-from .weights import load_weights, resolve_weights
+from .weights import load_weights, resolve_weights, sha256_file
 
 __all__ = [
     "build_model",
@@ -26,6 +26,8 @@ __all__ = [
     "load_model",
     "detection_predictor",
     "recognition_predictor",
+    "onnx_runtime_reason",
+    "onnx_cache_file",
     "clear_cache",
 ]
 
@@ -77,7 +79,66 @@ def load_model(
 
 
 def _settings_key(settings: Settings) -> tuple[object, ...]:
-    return (str(settings.model_dir or ""), settings.device, settings.precision)
+    return (str(settings.model_dir or ""), settings.device, settings.precision, settings.runtime,
+            settings.torch_threads, str(settings.cache_path))
+
+
+def onnx_runtime_reason(
+    settings: Settings, device: torch.device, spec: ModelSpec, refiner: bool = False
+) -> str | None:
+    """Why ``spec`` will not run on ONNX Runtime (None: it will), per ``OCR_RUNTIME``.
+
+    Raises:
+        ValueError: ``OCR_RUNTIME`` is unknown, or it is ``onnx`` and the model cannot run there.
+    """
+    from .onnx_runtime import onnx_supported, onnxruntime_available
+
+    if settings.runtime not in RUNTIMES:
+        raise ValueError(f"OCR_RUNTIME={settings.runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if settings.runtime == "torch":
+        return "OCR_RUNTIME=torch"
+    problems = []
+    if device.type != "cpu":
+        problems.append(f"ONNX Runtime is used on CPU only and the device is {device}")
+    if settings.precision not in ("auto", "fp32"):
+        problems.append(f"OCR_PRECISION={settings.precision} asks for torch autocast")
+    why = onnx_supported(spec.task, dict(spec.options), refiner)
+    if why:
+        problems.append(why)
+    if not onnxruntime_available():
+        problems.append("onnxruntime or onnx is not installed")
+    if not problems:
+        return None
+    reason = "; ".join(problems)
+    if settings.runtime == "onnx":
+        raise ValueError(f"OCR_RUNTIME=onnx cannot run {spec.task} {spec.name}: {reason}")
+    return reason
+
+
+def onnx_cache_file(settings: Settings, spec: ModelSpec) -> Path:
+    """Where the ONNX export of ``spec``'s network (with its current weights file) is cached."""
+    from .onnx_runtime import export_key
+
+    weights = resolve_weights(spec, settings.model_dir)
+    options = sorted((str(k), str(v)) for k, v in dict(spec.options).items())
+    key = export_key(spec.task, spec.name, spec.arch, options, spec.input_size, sha256_file(weights))
+    return settings.cache_path / "onnx" / key
+
+
+def _onnx_or_none(settings: Settings, device: torch.device, spec: ModelSpec, make, refiner: bool = False):  # type: ignore[no-untyped-def]
+    """``make()`` (an ONNX Runtime wrapper) when ``OCR_RUNTIME`` allows it, else None (torch)."""
+    from .onnx_runtime import OnnxExportError
+
+    reason = onnx_runtime_reason(settings, device, spec, refiner)
+    if reason is None:
+        try:
+            return make()
+        except OnnxExportError as exc:
+            if settings.runtime == "onnx":
+                raise
+            reason = str(exc)
+    log.info("%s %s stays on torch (%s)", spec.task, spec.name, reason)
+    return None
 
 
 def _cached(key: tuple[object, ...], make):  # type: ignore[no-untyped-def]
@@ -106,9 +167,19 @@ def detection_predictor(name: str | None = None, refiner: str | None = None, set
     ref_spec = get_spec(refiner, "refiner") if refiner else None
 
     def make() -> DetectionPredictor:
+        from .onnx_runtime import OnnxDetector
+
         device = resolve_device(settings.device)
         model = load_model(spec, settings.model_dir, device)
         ref = load_model(ref_spec, settings.model_dir, device) if ref_spec else None
+        onnx = _onnx_or_none(
+            settings, device, spec,
+            lambda: OnnxDetector(model, settings.torch_threads, onnx_cache_file(settings, spec)),
+            refiner=ref is not None,
+        )
+        if onnx is not None:
+            log.info("detector %s runs on ONNX Runtime in fp32 on cpu (OCR_RUNTIME=%s)", name, settings.runtime)
+            return DetectionPredictor(onnx, spec, device=device)
         dtype = resolve_precision(settings.precision, device, task="detector")
         log.info("detector %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
         return DetectionPredictor(model, spec, refiner=ref, device=device, precision=dtype)
@@ -126,8 +197,17 @@ def recognition_predictor(name: str | None = None, settings: Settings | None = N
     spec = get_spec(name, "recognizer")
 
     def make() -> RecognitionPredictor:
+        from .onnx_runtime import OnnxRecognizer
+
         device = resolve_device(settings.device)
         model = load_model(spec, settings.model_dir, device)
+        onnx = _onnx_or_none(
+            settings, device, spec,
+            lambda: OnnxRecognizer(model, spec.input_size, settings.torch_threads, onnx_cache_file(settings, spec)),
+        )
+        if onnx is not None:
+            log.info("recognizer %s runs on ONNX Runtime in fp32 on cpu (OCR_RUNTIME=%s)", name, settings.runtime)
+            return RecognitionPredictor(onnx, spec, device=device, max_batch=settings.recognizer_batch)
         dtype = resolve_precision(settings.precision, device, task="recognizer")
         log.info("recognizer %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
         return RecognitionPredictor(

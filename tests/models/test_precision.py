@@ -71,10 +71,11 @@ def test_factory_predictors_use_the_resolved_choice(monkeypatch) -> None:
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     clear_cache()
     try:
-        settings = Settings.from_env({"OCR_PRECISION": "auto", "OCR_DEVICE": "cpu"})
+        # torch's autocast (under OCR_RUNTIME=auto, CPU models run on ONNX Runtime in fp32)
+        settings = Settings.from_env({"OCR_PRECISION": "auto", "OCR_DEVICE": "cpu", "OCR_RUNTIME": "torch"})
         assert detection_predictor(settings=settings).precision is torch.bfloat16
         assert recognition_predictor(settings=settings).precision is torch.bfloat16
-        fp32 = Settings.from_env({"OCR_PRECISION": "fp32", "OCR_DEVICE": "cpu"})
+        fp32 = Settings.from_env({"OCR_PRECISION": "fp32", "OCR_DEVICE": "cpu", "OCR_RUNTIME": "torch"})
         assert detection_predictor(settings=fp32).precision is None
         assert recognition_predictor(settings=fp32).precision is None
         monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)

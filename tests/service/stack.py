@@ -209,6 +209,8 @@ class Stack:
     def process_env(self) -> dict[str, str]:
         """The full environment the stack's processes run with."""
         base = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
+        if os.environ.get("OCR_CACHE_DIR"):  # the test run's throwaway export cache (tests/conftest.py)
+            base["OCR_CACHE_DIR"] = os.environ["OCR_CACHE_DIR"]
         bindir = str(Path(sys.executable).parent)
         base["PATH"] = bindir + os.pathsep + base.get("PATH", "")
         base["PYTHONPATH"] = str(ROOT) + (os.pathsep + base["PYTHONPATH"] if base.get("PYTHONPATH") else "")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .modules import (
@@ -271,8 +270,9 @@ class RecognitionModel(nn.Module):
         if self.options.transformation == "TPS":
             image = self.Transformation(image)
         visual = self.FeatureExtraction(image)  # B x C x H' x T
-        # AdaptiveAvgPool2d((None, 1)) over height on the B x T x C x H' view, as upstream.
-        visual = F.adaptive_avg_pool2d(visual.permute(0, 3, 1, 2), (None, 1)).squeeze(3)  # B x T x C
+        # Upstream's AdaptiveAvgPool2d((None, 1)) over height on the B x T x C x H' view is the mean
+        # over H'; written as a mean so that the graph exports to ONNX with a free width.
+        visual = visual.permute(0, 3, 1, 2).mean(dim=3)  # B x T x C
         if self.options.sequence_modeling == "BiLSTM":
             contextual = self.SequenceModeling(visual)
         else:

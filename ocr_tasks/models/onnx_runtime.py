@@ -1,0 +1,275 @@
+"""ONNX Runtime inference on CPU (``OCR_RUNTIME``).
+
+A loaded torch network is exported to ONNX in memory (``torch.onnx.export``, the TorchScript
+exporter, with free batch and spatial sizes) and run by ONNX Runtime's CPU execution provider.
+The wrappers are called like the torch networks they replace and return torch tensors, so the
+predictors' code paths (pre-processing, thresholds, decoding) stay the same.
+
+Why: ONNX Runtime's float32 CPU kernels run both bundled networks about twice as fast as
+torch's eager float32, and faster than torch's bfloat16 autocast even on CPUs with native bf16
+(one thread, a 1216 x 1600 detector canvas: torch fp32 1.02 s, torch bf16 0.52 s, ONNX Runtime
+0.37 s; 64 recognizer crops 32 x 160: torch bf16 0.60 s, ONNX Runtime 0.27 s; docs/BENCHMARKS.md),
+with float32's exact readings.
+
+``auto`` (the default) picks ONNX Runtime on CPU for every detector without a link refiner
+and every CTC recognizer, when the precision is ``auto`` or ``fp32``; anything else (CUDA, a
+refiner, attention decoding, an explicit bf16/fp16 precision) stays on torch. ``onnx`` asks for
+it wherever it can run and fails with a message where it cannot; ``torch`` never uses it.
+
+Each export is checked at load: the ONNX graph and the torch network read the same random
+input, and outputs that differ beyond float32 rounding raise :class:`OnnxExportError` (under
+``auto`` the factory then keeps torch and logs why).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import OCRError
+from ..settings import RUNTIMES
+
+__all__ = [
+    "RUNTIMES",
+    "OnnxExportError",
+    "onnxruntime_available",
+    "OnnxDetector",
+    "OnnxRecognizer",
+    "onnx_supported",
+]
+
+log = logging.getLogger(__name__)
+
+#: ONNX opset of the exports (GridSample, used by TPS, needs 16).
+OPSET = 17
+#: Bump when the export code changes what it writes (invalidates cached exports).
+EXPORT_VERSION = 1
+#: Largest accepted difference between the ONNX and torch outputs, relative to the outputs' scale.
+TOLERANCE = 1e-3
+
+
+class OnnxExportError(OCRError):
+    """A network could not be exported to ONNX, or its export reads differently from torch."""
+
+
+def onnxruntime_available() -> bool:
+    """Whether ``onnxruntime`` imports and ``onnx`` (which torch's exporter needs) is installed.
+
+    ``onnx`` is only looked up, not imported: importing it costs about a second, and a cached
+    export does not need it.
+    """
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return importlib.util.find_spec("onnx") is not None
+
+
+def onnx_supported(task: str, options: dict[str, Any] | None = None, refiner: bool = False) -> str | None:
+    """Why a model cannot run on ONNX Runtime under ``auto`` (None when it can).
+
+    Args:
+        task: "detector" or "recognizer".
+        options: the registry entry's options (a recognizer's ``prediction`` is read).
+        refiner: a link refiner is attached to the detector.
+    """
+    if task == "detector" and refiner:
+        return "the link refiner runs on the detector's torch features"
+    if task == "recognizer" and str((options or {}).get("prediction", "CTC")) != "CTC":
+        return "attention decoding is a loop that the exporter would unroll"
+    return None
+
+
+def export_key(*parts: object) -> str:
+    """A cache file name for an export: the sha256 of ``parts`` (weights digest, options, ...)
+    together with the torch version and :data:`OPSET`, so that a new exporter exports again."""
+    text = "\x1f".join(str(p) for p in (*parts, torch.__version__, OPSET, EXPORT_VERSION))
+    return hashlib.sha256(text.encode()).hexdigest()[:32] + ".onnx"
+
+
+def _export(model: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str], output_names: list[str],
+            dynamic_axes: dict[str, dict[int, str]]) -> bytes:
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's notes on traced RNNs and shapes
+            torch.onnx.export(
+                model, args, buf, input_names=input_names, output_names=output_names,
+                dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False,
+                training=torch.onnx.TrainingMode.PRESERVE,  # EVAL would restore train() afterwards
+            )
+    except Exception as exc:  # the exporter raises many types
+        raise OnnxExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    return buf.getvalue()
+
+
+def _write_cache(path: Path, data: bytes) -> None:
+    """Write ``data`` and its sha256 next to it, each atomically (the digest last)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for target, content in ((path, data), (path.with_name(path.name + ".sha256"),
+                                               hashlib.sha256(data).hexdigest().encode())):
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(content)
+            os.replace(tmp, target)
+    except OSError as exc:
+        log.info("ONNX export not cached (%s: %s)", path.parent, exc)
+
+
+def _session(data: bytes, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types
+        raise OnnxExportError(f"ONNX Runtime cannot load the export: {type(exc).__name__}: {exc}") from exc
+
+
+def _checked_session(
+    model: nn.Module, examples: Sequence[torch.Tensor], input_names: list[str], output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]], threads: int, cache: Path | None, name: str,
+) -> Any:
+    """An ONNX Runtime session of ``model`` whose outputs match torch's on every example.
+
+    A fresh export is checked against torch, then written to ``cache`` (atomically, with a
+    ``.sha256`` file of its bytes; a cache that cannot be written is skipped). A cached export
+    whose bytes still match that digest is used without the check: the torch reference runs
+    cost seconds (the first LSTM call alone ~0.8 s), and the cache key already covers the
+    weights file, the options and the torch version (:func:`export_key`).
+    """
+    if cache is not None and cache.is_file():
+        try:
+            data = cache.read_bytes()
+            digest = cache.with_name(cache.name + ".sha256").read_text().strip()
+            if hashlib.sha256(data).hexdigest() == digest:
+                return _session(data, threads)
+            log.warning("ignoring the cached ONNX export %s (its bytes do not match their digest)", cache)
+        except (OSError, OnnxExportError) as exc:
+            log.warning("ignoring the cached ONNX export %s (%s)", cache, exc)
+    with torch.no_grad():
+        refs = [model(x) for x in examples]
+    data = _export(model, (examples[0],), input_names, output_names, dynamic_axes)
+    session = _session(data, threads)
+    for x, ref in zip(examples, refs):
+        _check(name, session.run(None, {input_names[0]: _numpy(x)}), ref if isinstance(ref, (tuple, list)) else (ref,))
+    if cache is not None:
+        _write_cache(cache, data)
+    return session
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().float().cpu().numpy())
+
+
+def _check(name: str, ours: Sequence[np.ndarray], ref: Sequence[torch.Tensor]) -> None:
+    for got, want in zip(ours, ref):
+        w = want.detach().float().cpu().numpy()
+        if got.shape != w.shape:
+            raise OnnxExportError(f"{name}: ONNX output shape {got.shape} differs from torch's {w.shape}")
+        diff = float(np.abs(got - w).max()) if w.size else 0.0
+        if not np.isfinite(diff) or diff > TOLERANCE * (1.0 + float(np.abs(w).max())):
+            raise OnnxExportError(f"{name}: ONNX output differs from torch's by {diff:.3g}")
+
+
+def _prepared(model: nn.Module) -> nn.Module:
+    """``model`` itself, put in eval mode, float32, contiguous weights (the exporter traces what it gets)."""
+    return model.eval().float().to(memory_format=torch.contiguous_format)
+
+
+def _threads(threads: int) -> int:
+    return threads if threads > 0 else torch.get_num_threads()
+
+
+def _examples(shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(*shape, generator=g).clamp(-2.5, 2.5) for shape in shapes]
+
+
+class _OnnxModule:
+    """Common part: the session and the torch-in, torch-out call."""
+
+    runtime = "onnx"
+    training = False
+    session: Any
+
+    def _run(self, x: torch.Tensor) -> list[np.ndarray]:
+        return self.session.run(None, {"image": _numpy(x)})
+
+    def eval(self) -> _OnnxModule:
+        """No-op (the wrapper has no training mode), so callers may treat it as a network."""
+        return self
+
+
+class OnnxDetector(_OnnxModule):
+    """A CRAFT-style detector on ONNX Runtime: ``model(x) -> (y, feature)`` as torch's.
+
+    Args:
+        model: the torch detector (CRAFT or LightCRAFT); put in eval mode, float32.
+        threads: ONNX Runtime intra-op threads (0: torch's thread count).
+        cache: file to read the export from, or to write it to (None: no cache).
+    """
+
+    def __init__(self, model: nn.Module, threads: int = 0, cache: Path | None = None) -> None:
+        # two canvases (multiples of 32, as the predictor pads) check that both sides are free
+        self.session = _checked_session(
+            _prepared(model), _examples([(1, 3, 160, 160), (1, 3, 96, 224)]), ["image"], ["y", "feature"],
+            {"image": {2: "height", 3: "width"}, "y": {1: "h", 2: "w"}, "feature": {2: "fh", 3: "fw"}},
+            _threads(threads), cache, "detector",
+        )
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, feature = self._run(x)
+        return torch.from_numpy(y), torch.from_numpy(feature)
+
+
+class _CTCForward(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image, None, False)
+
+
+class OnnxRecognizer(_OnnxModule):
+    """A CTC recognizer on ONNX Runtime: ``model(image, text, is_train) -> logits`` as torch's.
+
+    Args:
+        model: the torch RecognitionModel (CTC prediction); put in eval mode, float32.
+        input_size: its ``(height, width)``; TPS models are exported at exactly that width.
+        threads: ONNX Runtime intra-op threads (0: torch's thread count).
+        cache: file to read the export from, or to write it to (None: no cache).
+    """
+
+    def __init__(self, model: nn.Module, input_size: tuple[int, int], threads: int = 0,
+                 cache: Path | None = None) -> None:
+        options = getattr(model, "options", None)
+        in_ch = int(getattr(options, "input_channel", 1))
+        tps = getattr(options, "transformation", "None") == "TPS"
+        height, width = input_size
+        # two batch sizes, and two widths where the width is free (all but TPS)
+        shapes = [(3, in_ch, height, width), (2, in_ch, height, width)] if tps else \
+            [(3, in_ch, height, 120), (2, in_ch, height, 72)]
+        axes = {0: "batch"} if tps else {0: "batch", 3: "width"}
+        self.session = _checked_session(
+            _CTCForward(_prepared(model)).eval(), _examples(shapes), ["image"], ["logits"],
+            {"image": axes, "logits": {0: "batch", 1: "steps"}}, _threads(threads), cache, "recognizer",
+        )
+
+    def __call__(self, image: torch.Tensor, text: Any = None, is_train: bool = False) -> torch.Tensor:
+        return torch.from_numpy(self._run(image)[0])
