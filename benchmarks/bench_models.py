@@ -3,6 +3,7 @@
 Not a test: it prints figures. Usage::
 
     python benchmarks/bench_models.py [--threads 2] [--repeat 3] [--json OUT] [--skip-full-craft]
+        [--precision fp32|bf16] [--runtime torch|onnx]
 
 Detectors run on a 1240x1754 page (A4 at 150 dpi) resized by their canvas settings;
 recognizers on 200 crops (official models: 32x100 each; keep-ratio models: realistic widths).
@@ -61,20 +62,35 @@ class MacCounter:
             h.remove()
 
 
-def measure(model: nn.Module, make_inputs, repeat: int) -> tuple[float, float]:  # noqa: ANN001
-    """(GMACs of one call, median seconds of one call)."""
+def measure(model: nn.Module, make_inputs, repeat: int, run=None) -> tuple[float, float]:  # noqa: ANN001
+    """(GMACs of one call, median seconds of one call of ``run``, by default ``model`` itself)."""
     model.eval()
+    run = run or model
     with torch.inference_mode():
         counter = MacCounter(model)
         model(*make_inputs())
         counter.close()
+        run(*make_inputs())  # warm-up
         times = []
         for _ in range(repeat):
             args = make_inputs()
             t0 = time.perf_counter()
-            model(*args)
+            run(*args)
             times.append(time.perf_counter() - t0)
     return counter.macs / 1e9, statistics.median(times)
+
+
+def onnx_wrapper(spec, model: nn.Module, threads: int):  # noqa: ANN001, ANN201
+    """The ONNX Runtime stand-in of ``model`` (OCR_RUNTIME=onnx), or None where it cannot run."""
+    import copy
+
+    from ocr_tasks.models.onnx_runtime import OnnxDetector, OnnxRecognizer, onnx_supported
+
+    if spec.task == "refiner" or onnx_supported(spec.task, dict(spec.options)):
+        return None
+    if spec.task == "detector":
+        return OnnxDetector(copy.deepcopy(model), threads)
+    return OnnxRecognizer(copy.deepcopy(model), spec.input_size, threads)
 
 
 def page_input(spec) -> tuple[torch.Tensor]:  # noqa: ANN001
@@ -101,7 +117,11 @@ def main() -> None:
     ap.add_argument("--json", help="write the table as JSON here")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                     help="CPU arithmetic (OCR_PRECISION): bf16 autocast around every forward pass")
+    ap.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                    help="onnx: time the ONNX Runtime export (fp32; OCR_RUNTIME), skipping models it cannot run")
     args = ap.parse_args()
+    if args.runtime == "onnx" and args.precision != "fp32":
+        ap.error("--runtime onnx runs fp32; leave --precision at fp32")
     torch.set_num_threads(args.threads)
     from ocr_tasks.models.precision import autocast, resolve_precision
 
@@ -109,7 +129,8 @@ def main() -> None:
     with autocast(cpu, resolve_precision(args.precision, cpu)):
         rows = _bench_all(args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"precision": args.precision, "threads": args.threads, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps(
+            {"precision": args.precision, "runtime": args.runtime, "threads": args.threads, "rows": rows}, indent=1))
 
 
 def _bench_all(args: argparse.Namespace) -> list[dict]:
@@ -123,9 +144,15 @@ def _bench_all(args: argparse.Namespace) -> list[dict]:
             continue  # same architecture as craft_mlt_25k
         model = build_model(spec).eval()
         params = sum(p.numel() for p in model.parameters())
+        run = None
+        if args.runtime == "onnx":
+            run = onnx_wrapper(spec, model, args.threads)
+            if run is None:
+                print(f"{spec.name:<40} {spec.task:<10} (not run on ONNX Runtime)", flush=True)
+                continue
         if spec.task == "detector":
             x = page_input(spec)
-            gmacs, sec = measure(model, lambda x=x: x, args.repeat)
+            gmacs, sec = measure(model, lambda x=x: x, args.repeat, run)
             shape = f"1x3x{x[0].shape[2]}x{x[0].shape[3]} (1240x1754 page)"
         elif spec.task == "refiner":
             with torch.inference_mode():
@@ -138,24 +165,27 @@ def _bench_all(args: argparse.Namespace) -> list[dict]:
             h, w = spec.input_size
             if spec.keep_ratio:
                 crops = [np.full((h, cw), 200, np.uint8) for cw in crop_widths(args.crops)]
-                groups = keep_ratio_batches(crops, img_h=h, max_w=w, max_batch=256)
+                groups = list(keep_ratio_batches(crops, img_h=h, max_w=w, max_batch=256))
                 counter = MacCounter(model)
                 times = []
+                forward = run or model
                 with torch.inference_mode():
                     for _, batch in groups:
                         model(batch, None, False)
                     counter.close()
+                    for _, batch in groups:
+                        forward(batch, None, False)  # warm-up
                     for _ in range(args.repeat):
                         t0 = time.perf_counter()
                         for _, batch in keep_ratio_batches(crops, img_h=h, max_w=w, max_batch=256):
-                            model(batch, None, False)
+                            forward(batch, None, False)
                         times.append(time.perf_counter() - t0)
                 gmacs, sec = counter.macs / 1e9, statistics.median(times)
                 shape = f"{args.crops} crops, h={h}, keep-ratio widths (median {int(np.median(crop_widths(args.crops)))})"
             else:
                 crops = [np.full((h, w), 200, np.uint8)] * args.crops
                 batch = official_input(crops, img_h=h, img_w=w)
-                gmacs, sec = measure(model, lambda batch=batch: (batch, None, False), args.repeat)
+                gmacs, sec = measure(model, lambda batch=batch: (batch, None, False), args.repeat, run)
                 shape = f"{args.crops} crops x 1x{h}x{w}"
         rows.append(
             {
