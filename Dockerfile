@@ -31,5 +31,8 @@ RUN pip install ".[service]"
 
 RUN useradd --create-home --uid 10001 ocr
 USER ocr
+# the CPU processes (web, detect) run the networks on ONNX Runtime: export them into the image's
+# cache (~/.cache/ocr-pipeline) once here instead of in every container at its start
+RUN OCR_DEVICE=cpu ocr-pipeline models --load
 EXPOSE 8000 5555
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "web:create_app()"]

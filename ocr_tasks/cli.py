@@ -205,8 +205,36 @@ def cmd_models(args: argparse.Namespace) -> int:
         f"{r['name']:<40} {r['task']:<10} {r['arch']:<13} {'available: ' + r['path'] if r['path'] else 'missing (' + r['filename'] + ')'}"
         for r in rows
     )
-    _emit(args, {"models": rows}, text)
+    payload: dict[str, Any] = {"models": rows}
+    if args.load:
+        payload["loaded"] = _load_defaults(settings)
+        text += "\n\n" + "\n".join(
+            f"loaded {r['task']} {r['name']}: {r['runtime']} {r['precision']} in {r['seconds']:.2f} s" for r in payload["loaded"]
+        )
+    _emit(args, payload, text)
     return 0
+
+
+def _load_defaults(settings: Any) -> list[dict[str, Any]]:
+    """Load the configured detector and recognizer once (this also writes their ONNX exports to
+    OCR_CACHE_DIR) and say what runs each."""
+    import time
+
+    from .models.factory import detection_predictor, recognition_predictor
+    from .models.precision import precision_name
+
+    out = []
+    for task, name, load in (("detector", settings.detector, detection_predictor),
+                             ("recognizer", settings.recognizer, recognition_predictor)):
+        start = time.perf_counter()
+        predictor = load(name, settings=settings)
+        runtime = getattr(predictor.model, "runtime", "torch")
+        out.append({
+            "task": task, "name": name, "runtime": runtime,
+            "precision": "fp32" if runtime == "onnx" else precision_name(predictor.precision),
+            "seconds": round(time.perf_counter() - start, 3),
+        })
+    return out
 
 
 def add_ocr(sub: Any) -> None:
@@ -237,6 +265,9 @@ def add_models(sub: Any) -> None:
     p = sub.add_parser("models", help="list registered models and whether their weights are present")
     p.add_argument("--json", action="store_true")
     p.add_argument("--model-dir")
+    p.add_argument("--load", action="store_true",
+                   help="also load the configured detector and recognizer (fills OCR_CACHE_DIR with their "
+                        "ONNX exports) and say what runs each")
     p.set_defaults(func=cmd_models)
 
 

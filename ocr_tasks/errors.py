@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "OCRError",
+    "ConfigError",
     "InvalidImage",
     "UnsupportedFormat",
     "ImageTooLarge",
@@ -22,6 +23,11 @@ __all__ = [
 
 class OCRError(Exception):
     """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(OCRError, ValueError):
+    """A setting (an ``OCR_*`` variable) has a value this package does not accept, or asks for a
+    combination it cannot run."""
 
 
 class InvalidImage(OCRError, ValueError):

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
+from .errors import ConfigError
+
 __all__ = ["Settings", "get_settings"]
 
 
@@ -141,7 +143,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``environ`` (default ``os.environ``); bad values raise ValueError."""
+        """Build settings from ``environ`` (default ``os.environ``); bad values raise
+        :class:`~ocr_tasks.errors.ConfigError` (a ValueError) naming the variable."""
         env = os.environ if environ is None else environ
         kwargs: dict[str, object] = {}
         types = {f.name: f.type for f in fields(cls)}
@@ -156,21 +159,21 @@ class Settings:
                 try:
                     kwargs[name] = int(raw)
                 except ValueError as exc:
-                    raise ValueError(f"{var}={raw!r} is not an integer") from exc
+                    raise ConfigError(f"{var}={raw!r} is not an integer") from exc
             elif kind in ("float", float):
                 try:
                     kwargs[name] = float(raw)
                 except ValueError as exc:
-                    raise ValueError(f"{var}={raw!r} is not a number") from exc
+                    raise ConfigError(f"{var}={raw!r} is not a number") from exc
             else:
                 kwargs[name] = raw.strip()
         precision = str(kwargs.get("precision", "auto")).lower()
         if precision not in PRECISIONS:
-            raise ValueError(f"OCR_PRECISION={precision!r} is not one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"OCR_PRECISION={precision!r} is not one of {', '.join(PRECISIONS)}")
         kwargs["precision"] = precision
         runtime = str(kwargs.get("runtime", "auto")).lower()
         if runtime not in RUNTIMES:
-            raise ValueError(f"OCR_RUNTIME={runtime!r} is not one of {', '.join(RUNTIMES)}")
+            raise ConfigError(f"OCR_RUNTIME={runtime!r} is not one of {', '.join(RUNTIMES)}")
         kwargs["runtime"] = runtime
         return cls(**kwargs)  # type: ignore[arg-type]
 

@@ -72,6 +72,12 @@ PY
   redis_answers || { echo "redis-server did not start; see .run/redis/redis.log" >&2; exit 1; }
 fi
 
+if [ "${OCR_MODELS:-real}" = "real" ]; then
+  # load the models once here: a bad OCR_* setting fails now, with its message, and the ONNX
+  # exports are made once (OCR_CACHE_DIR) instead of by every worker process at its first task
+  ocr-pipeline models --load | tail -n 2
+fi
+
 echo "upload form:  http://127.0.0.1:${OCR_WEB_PORT}/"
 echo "Flower:       http://127.0.0.1:${OCR_FLOWER_PORT}/${FLOWER_BASIC_AUTH:+  (basic auth from FLOWER_BASIC_AUTH)}"
 echo "Ctrl-C stops everything."

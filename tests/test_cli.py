@@ -174,3 +174,36 @@ def test_official_craft_refiner_and_recognizer_through_cli(manifests, tmp_path):
     proc = run_cli("detect", str(page), "--json", "--detector", "craft_ic15_20k", "--canvas-size", "256", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "boxes" in json.loads(proc.stdout)
+
+
+def test_models_load_fills_the_export_cache_and_says_what_runs_each(tmp_path):
+    """`models --load` loads the bundled defaults once: on a CPU both run on ONNX Runtime, whose
+    exports land in OCR_CACHE_DIR; OCR_RUNTIME=torch keeps torch."""
+    cache = tmp_path / "cache"
+    env = {"OCR_CACHE_DIR": str(cache), "OCR_DEVICE": "cpu", "OCR_PRECISION": "auto", "OCR_RUNTIME": "auto"}
+    proc = run_cli("models", "--load", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout)["loaded"]
+    assert [(r["task"], r["name"], r["runtime"], r["precision"]) for r in loaded] == [
+        ("detector", "craft_light", "onnx", "fp32"), ("recognizer", "crnn_light", "onnx", "fp32")]
+    assert len(list((cache / "onnx").glob("*.onnx"))) == 2
+    proc = run_cli("models", "--load", "--json", env={**env, "OCR_RUNTIME": "torch", "OCR_PRECISION": "fp32"})
+    assert proc.returncode == 0, proc.stderr
+    assert {r["runtime"] for r in json.loads(proc.stdout)["loaded"]} == {"torch"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OCR_RUNTIME": "tensorrt"}, "OCR_RUNTIME='tensorrt' is not one of auto, torch, onnx"),
+        ({"OCR_PRECISION": "half"}, "OCR_PRECISION='half' is not one of"),
+        ({"OCR_TORCH_THREADS": "two"}, "OCR_TORCH_THREADS='two' is not an integer"),
+        ({"OCR_RUNTIME": "onnx", "OCR_PRECISION": "bf16", "OCR_DEVICE": "cpu"},
+         "OCR_RUNTIME=onnx cannot run detector craft_light: OCR_PRECISION=bf16 asks for torch autocast"),
+    ],
+)
+def test_bad_settings_are_a_clear_cli_error(env, message, tmp_path):
+    proc = run_cli("models", "--load", env={"OCR_CACHE_DIR": str(tmp_path), **env})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("ocr-pipeline: error: ") and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

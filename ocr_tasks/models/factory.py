@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..settings import RUNTIMES, Settings, get_settings
 from .precision import (
     KERNEL_CACHE_CAPACITY,
@@ -42,7 +43,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"OCR_DEVICE={name!r} but CUDA is not available on this machine")
+        raise ConfigError(f"OCR_DEVICE={name!r} but CUDA is not available on this machine")
     return device
 
 
@@ -89,12 +90,12 @@ def onnx_runtime_reason(
     """Why ``spec`` will not run on ONNX Runtime (None: it will), per ``OCR_RUNTIME``.
 
     Raises:
-        ValueError: ``OCR_RUNTIME`` is unknown, or it is ``onnx`` and the model cannot run there.
+        ConfigError: ``OCR_RUNTIME`` is unknown, or it is ``onnx`` and the model cannot run there.
     """
     from .onnx_runtime import onnx_supported, onnxruntime_available
 
     if settings.runtime not in RUNTIMES:
-        raise ValueError(f"OCR_RUNTIME={settings.runtime!r} is not one of {', '.join(RUNTIMES)}")
+        raise ConfigError(f"OCR_RUNTIME={settings.runtime!r} is not one of {', '.join(RUNTIMES)}")
     if settings.runtime == "torch":
         return "OCR_RUNTIME=torch"
     problems = []
@@ -111,7 +112,7 @@ def onnx_runtime_reason(
         return None
     reason = "; ".join(problems)
     if settings.runtime == "onnx":
-        raise ValueError(f"OCR_RUNTIME=onnx cannot run {spec.task} {spec.name}: {reason}")
+        raise ConfigError(f"OCR_RUNTIME=onnx cannot run {spec.task} {spec.name}: {reason}")
     return reason
 
 

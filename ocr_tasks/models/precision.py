@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError
 from ..settings import PRECISIONS
 
 __all__ = [
@@ -117,7 +118,7 @@ def resolve_precision(name: str, device: torch.device, task: str = "recognizer")
     """
     name = (name or "auto").strip().lower()
     if name not in PRECISIONS:
-        raise ValueError(f"OCR_PRECISION must be one of {', '.join(PRECISIONS)}; got {name!r}")
+        raise ConfigError(f"OCR_PRECISION must be one of {', '.join(PRECISIONS)}; got {name!r}")
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -125,7 +126,7 @@ def resolve_precision(name: str, device: torch.device, task: str = "recognizer")
             return torch.bfloat16
         return None
     if name == "fp16" and device.type == "cpu":
-        raise ValueError("OCR_PRECISION=fp16 needs a GPU; on a CPU use bf16 or fp32")
+        raise ConfigError("OCR_PRECISION=fp16 needs a GPU; on a CPU use bf16 or fp32")
     return _DTYPES[name]
 
 
