@@ -11,6 +11,7 @@ request body over ``MAX_CONTENT_LENGTH``               413
 connection errors
 ``ocr_tasks.errors.Overloaded`` (OCR_MAX_BACKLOG)      503     with ``Retry-After``, names the limit
 ``ocr_tasks.errors.ModelError``                        503     model weights missing or unusable
+``ocr_tasks.errors.ConfigError``                       503     the server's OCR_* settings cannot run
 any other ``HTTPException``                            its own code, JSON body
 anything else                                          500     logged with the traceback
 =====================================================  ======  ====================================
@@ -126,6 +127,13 @@ def _on_model_error(exc: domain.ModelError) -> Response:
     )
 
 
+def _on_config_error(exc: domain.ConfigError) -> Response:
+    log.error("server misconfigured: %s", exc)
+    return error_response(
+        "the OCR models cannot run with this server's settings (OCR_* variables); see the server log", 503
+    )
+
+
 def _on_http(exc: HTTPException) -> Response:
     response = error_response(exc.description or exc.name, exc.code or 500)
     for key, value in exc.get_headers():
@@ -145,6 +153,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(domain.InvalidImage, _on_invalid_image)
     app.register_error_handler(RequestEntityTooLarge, _on_too_large)
     app.register_error_handler(domain.ModelError, _on_model_error)
+    app.register_error_handler(domain.ConfigError, _on_config_error)
     for exc_type in unavailable_errors():
         app.register_error_handler(exc_type, _on_unavailable)
     app.register_error_handler(domain.Overloaded, _on_overloaded)

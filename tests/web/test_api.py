@@ -483,3 +483,26 @@ def test_missing_weights_is_503(tmp_path, page_png: bytes):
     response = app.test_client().post("/ocr", data=files((page_png, "p.png")))
     message = assert_error(response, 503, "not available")
     assert str(tmp_path) not in message
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"detector": "craft_mlt_25k"}, ("not available", "weights missing")),  # official weights absent
+        ({"runtime": "onnx", "precision": "bf16"}, ("cannot run", "settings")),  # a combination that cannot run
+    ],
+    ids=["weights-missing", "bad-runtime-settings"],
+)
+def test_models_that_cannot_load_are_503_json(settings, words, page_png: bytes, tmp_path):
+    """A server whose models cannot load answers 503 with a JSON message (details go to the log)."""
+    from ocr_tasks.models.factory import clear_cache
+
+    clear_cache()
+    app = create_app({"TESTING": True, "OCR_CLIENT": FakeClient(), "OCR_SETTINGS": {
+        "model_dir": tmp_path, "device": "cpu", "recognizer": "crnn_light", "refiner": "",
+        "detector": "craft_light", "cache_dir": tmp_path / "cache", **settings}})
+    try:
+        response = app.test_client().post("/ocr", data=files((page_png, "p.png")), content_type="multipart/form-data")
+        assert_error(response, 503, *words)
+    finally:
+        clear_cache()
