@@ -1,7 +1,9 @@
 """ONNX Runtime inference on CPU (``OCR_RUNTIME``).
 
-A loaded torch network is exported to ONNX in memory (``torch.onnx.export``, the TorchScript
-exporter, with free batch and spatial sizes) and run by ONNX Runtime's CPU execution provider.
+A loaded torch network is exported to ONNX (``torch.onnx.export``, the TorchScript exporter,
+with free batch and spatial sizes) and run by ONNX Runtime's CPU execution provider. The export
+is kept in ``OCR_CACHE_DIR`` under a key of the weights file's digest, the options and the torch
+version, so only a process that meets a new network pays it (a few seconds).
 The wrappers are called like the torch networks they replace and return torch tensors, so the
 predictors' code paths (pre-processing, thresholds, decoding) stay the same.
 
@@ -16,9 +18,10 @@ and every CTC recognizer, when the precision is ``auto`` or ``fp32``; anything e
 refiner, attention decoding, an explicit bf16/fp16 precision) stays on torch. ``onnx`` asks for
 it wherever it can run and fails with a message where it cannot; ``torch`` never uses it.
 
-Each export is checked at load: the ONNX graph and the torch network read the same random
-input, and outputs that differ beyond float32 rounding raise :class:`OnnxExportError` (under
-``auto`` the factory then keeps torch and logs why).
+Each fresh export is checked before it is used or cached: the ONNX graph and the torch network
+read the same random inputs of two shapes, and outputs that differ beyond float32 rounding raise
+:class:`OnnxExportError` (under ``auto`` the factory then keeps torch and logs why). A cached
+export is used when its bytes match the digest written next to it.
 """
 
 from __future__ import annotations
