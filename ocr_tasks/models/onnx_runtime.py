@@ -7,11 +7,12 @@ version, so only a process that meets a new network pays it (a few seconds).
 The wrappers are called like the torch networks they replace and return torch tensors, so the
 predictors' code paths (pre-processing, thresholds, decoding) stay the same.
 
-Why: ONNX Runtime's float32 CPU kernels run both bundled networks about twice as fast as
-torch's eager float32, and faster than torch's bfloat16 autocast even on CPUs with native bf16
-(one thread, a 1216 x 1600 detector canvas: torch fp32 1.02 s, torch bf16 0.52 s, ONNX Runtime
-0.37 s; 64 recognizer crops 32 x 160: torch bf16 0.60 s, ONNX Runtime 0.27 s; docs/BENCHMARKS.md),
-with float32's exact readings.
+Why: ONNX Runtime's float32 CPU kernels run both bundled networks faster than torch, in fp32
+and in bf16 autocast, with float32's exact readings. Measured on an idle 2-core Xeon with
+AVX-512 bf16 (docs/BENCHMARKS.md, "ONNX Runtime on CPU"): the detector on a 1216 x 1600 canvas
+takes 0.21 s on two threads against 0.27 s (torch fp32) and 0.32 s (torch bf16), 0.37 s against
+0.51 / 0.52 s on one; the recognizer reads 200 crops in 0.38 s against 0.58 s (torch fp32); a
+FUNSD page end to end takes 0.94 s against 1.12 s with torch bf16.
 
 ``auto`` (the default) picks ONNX Runtime on CPU for every detector without a link refiner
 and every CTC recognizer, when the precision is ``auto`` or ``fp32``; anything else (CUDA, a
