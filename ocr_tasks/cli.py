@@ -228,10 +228,9 @@ def _load_defaults(settings: Any) -> list[dict[str, Any]]:
                              ("recognizer", settings.recognizer, recognition_predictor)):
         start = time.perf_counter()
         predictor = load(name, settings=settings)
-        runtime = getattr(predictor.model, "runtime", "torch")
         out.append({
-            "task": task, "name": name, "runtime": runtime,
-            "precision": "fp32" if runtime == "onnx" else precision_name(predictor.precision),
+            "task": task, "name": name, "runtime": getattr(predictor.model, "runtime", "torch"),
+            "precision": precision_name(predictor.precision),  # None (fp32) on ONNX Runtime
             "seconds": round(time.perf_counter() - start, 3),
         })
     return out

@@ -167,14 +167,11 @@ class Settings:
                     raise ConfigError(f"{var}={raw!r} is not a number") from exc
             else:
                 kwargs[name] = raw.strip()
-        precision = str(kwargs.get("precision", "auto")).lower()
-        if precision not in PRECISIONS:
-            raise ConfigError(f"OCR_PRECISION={precision!r} is not one of {', '.join(PRECISIONS)}")
-        kwargs["precision"] = precision
-        runtime = str(kwargs.get("runtime", "auto")).lower()
-        if runtime not in RUNTIMES:
-            raise ConfigError(f"OCR_RUNTIME={runtime!r} is not one of {', '.join(RUNTIMES)}")
-        kwargs["runtime"] = runtime
+        for name, choices in (("precision", PRECISIONS), ("runtime", RUNTIMES)):
+            value = str(kwargs.get(name, "auto")).lower()
+            if value not in choices:
+                raise ConfigError(f"{cls._ENV[name]}={value!r} is not one of {', '.join(choices)}")
+            kwargs[name] = value
         return cls(**kwargs)  # type: ignore[arg-type]
 
     @property

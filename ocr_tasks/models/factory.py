@@ -133,11 +133,14 @@ def _onnx_or_none(settings: Settings, device: torch.device, spec: ModelSpec, mak
     reason = onnx_runtime_reason(settings, device, spec, refiner)
     if reason is None:
         try:
-            return make()
+            wrapper = make()
         except OnnxExportError as exc:
             if settings.runtime == "onnx":
                 raise
             reason = str(exc)
+        else:
+            log.info("%s %s runs on ONNX Runtime in fp32 on cpu (OCR_RUNTIME=%s)", spec.task, spec.name, settings.runtime)
+            return wrapper
     log.info("%s %s stays on torch (%s)", spec.task, spec.name, reason)
     return None
 
@@ -179,7 +182,6 @@ def detection_predictor(name: str | None = None, refiner: str | None = None, set
             refiner=ref is not None,
         )
         if onnx is not None:
-            log.info("detector %s runs on ONNX Runtime in fp32 on cpu (OCR_RUNTIME=%s)", name, settings.runtime)
             return DetectionPredictor(onnx, spec, device=device)
         dtype = resolve_precision(settings.precision, device, task="detector")
         log.info("detector %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
@@ -207,7 +209,6 @@ def recognition_predictor(name: str | None = None, settings: Settings | None = N
             lambda: OnnxRecognizer(model, spec.input_size, settings.torch_threads, onnx_cache_file(settings, spec)),
         )
         if onnx is not None:
-            log.info("recognizer %s runs on ONNX Runtime in fp32 on cpu (OCR_RUNTIME=%s)", name, settings.runtime)
             return RecognitionPredictor(onnx, spec, device=device, max_batch=settings.recognizer_batch)
         dtype = resolve_precision(settings.precision, device, task="recognizer")
         log.info("recognizer %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
