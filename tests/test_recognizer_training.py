@@ -77,6 +77,28 @@ def test_learning_rate_warms_up_again_after_a_resume_without_optimiser_state() -
     assert warmup_cosine_lr(600, lr, warmup, steps, fresh_from=500) == warmup_cosine_lr(600, lr, warmup, steps)
 
 
+def test_cosine_from_restarts_the_schedule_inside_a_resumed_run() -> None:
+    """--cosine-from S: warmup and the whole cosine fit in [S, steps), peak lr to 2% of it."""
+    from ocr_tasks.training.common import warmup_cosine_lr
+
+    lr, warmup, steps, start = 4e-4, 200, 116_000, 107_000
+    assert warmup_cosine_lr(start, lr, warmup, steps, cosine_from=start) == pytest.approx(lr / warmup)
+    assert warmup_cosine_lr(start + warmup - 1, lr, warmup, steps, cosine_from=start) == pytest.approx(lr)
+    middle = warmup_cosine_lr(start + warmup + (steps - start - warmup) // 2, lr, warmup, steps, cosine_from=start)
+    assert middle == pytest.approx(lr * (0.02 + 0.49), rel=1e-3)
+    assert warmup_cosine_lr(steps - 1, lr, warmup, steps, cosine_from=start) == pytest.approx(0.02 * lr, rel=1e-2)
+    # without it the same continuation would run along the cosine's flat tail at ~3% of lr
+    assert warmup_cosine_lr(start, lr, warmup, steps) < 0.04 * lr
+    assert warmup_cosine_lr(5, lr, warmup, steps, cosine_from=0) == warmup_cosine_lr(5, lr, warmup, steps)
+
+
+def test_cosine_from_must_be_below_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    from ocr_tasks.cli import main
+
+    assert main(["train", "recognizer", "--steps", "10", "--cosine-from", "10", "--out", "unused"]) == 2
+    assert "--cosine-from (10) must be below --steps (10)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -20,16 +20,25 @@ def resolve_device_name(name: str) -> str:
     return name
 
 
-def warmup_cosine_lr(step: int, lr: float, warmup: int, steps: int, fresh_from: int = 0) -> float:
+def warmup_cosine_lr(
+    step: int, lr: float, warmup: int, steps: int, fresh_from: int = 0, cosine_from: int = 0
+) -> float:
     """Linear warmup to ``lr``, then cosine decay to 2% of it at ``steps``.
 
     ``fresh_from``: the step at which the optimiser started from empty moments (a resume from a
     weights-only slim checkpoint, see :func:`slim_checkpoint`). The rate is warmed up again from
     there, so fresh Adam moments do not take full-size steps on trained weights.
+
+    ``cosine_from``: where the schedule begins (0: the run's first step). A resumed run that
+    sets it restarts the schedule there: warmup and the whole cosine then fit in
+    ``[cosine_from, steps)``, so a short continuation decays from ``lr`` to 2% of it instead of
+    running along the flat tail of a cosine laid over all ``steps``.
     """
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
+    step_in = max(0, step - cosine_from)
+    span = max(1, steps - cosine_from)
+    if step_in < warmup:
+        return lr * (step_in + 1) / warmup
+    progress = (step_in - warmup) / max(1, span - warmup)
     rate = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
     if fresh_from > 0 and step - fresh_from < warmup:
         rate *= (step - fresh_from + 1) / warmup
@@ -168,6 +177,9 @@ def add_run_arguments(p: Any, *, out: str, steps: int, batch_size: int, lr: floa
     p.add_argument("--batch-size", type=bounded(int, 1, "--batch-size"), default=batch_size)
     p.add_argument("--lr", type=bounded(float, 0, "--lr", strict=True), default=lr, help="peak learning rate")
     p.add_argument("--warmup", type=bounded(int, 0, "--warmup"), default=warmup, help="linear warmup steps")
+    p.add_argument("--cosine-from", type=bounded(int, 0, "--cosine-from"), default=0, metavar="STEP",
+                   help="restart the warmup + cosine schedule at STEP (a resumed run's new schedule "
+                        "then spans STEP..--steps; default 0: the whole run)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision (default: fp16 on CUDA, bf16 on CPUs with native bf16)")
@@ -180,10 +192,18 @@ def add_run_arguments(p: Any, *, out: str, steps: int, batch_size: int, lr: floa
 
 
 def run_config_kwargs(args: Any) -> dict[str, Any]:
-    """The config fields :func:`add_run_arguments` parsed, by their config names."""
+    """The config fields :func:`add_run_arguments` parsed, by their config names.
+
+    Raises:
+        CLIError: ``--cosine-from`` is not below ``--steps``.
+    """
+    if args.cosine_from >= args.steps:
+        from ..cli import CLIError
+
+        raise CLIError(f"--cosine-from ({args.cosine_from}) must be below --steps ({args.steps})")
     return {
         "out_dir": args.out, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-        "warmup": args.warmup, "seed": args.seed, "device": resolve_device_name(args.device),
+        "warmup": args.warmup, "cosine_from": args.cosine_from, "seed": args.seed, "device": resolve_device_name(args.device),
         "amp": not args.no_amp, "workers": args.workers, "val_every": args.val_every,
         "ckpt_every": args.ckpt_every, "threads": args.threads,
     }

@@ -114,6 +114,7 @@ class DetectorTrainConfig:
         lr: Peak learning rate.
         weight_decay: AdamW weight decay.
         warmup: Linear warmup steps.
+        cosine_from: Step at which the warmup + cosine schedule (re)starts (``--cosine-from``).
         seed: Run seed (model init, data seeds, shuffling).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         amp: Mixed precision: fp16 on CUDA, bf16 on CPUs with native bf16 (``common.amp_dtype``).
@@ -139,6 +140,7 @@ class DetectorTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 150
+    cosine_from: int = 0
     seed: int = 1234
     device: str = "cpu"
     amp: bool = True
@@ -536,7 +538,7 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = True, progress: bool
         pages_done = max(pages_done, int(pages.max()) + 1)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from)
+        lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from, cfg.cosine_from)
         for g in optimizer.param_groups:
             g["lr"] = lr
         guard.snapshot()

@@ -59,6 +59,7 @@ class RecognizerTrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup: int = 300
+    cosine_from: int = 0
     seed: int = 1234
     device: str = "cpu"
     amp: bool = True
@@ -281,7 +282,7 @@ def train_recognizer(cfg: RecognizerTrainConfig, resume: bool = True, progress: 
             if step >= cfg.steps:
                 break
             for g in optimizer.param_groups:
-                g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from)
+                g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps, fresh_from, cfg.cosine_from)
             guard.snapshot()
             with torch.autocast(device.type, dtype=mixed or torch.float32, enabled=mixed is not None):
                 images = images.to(device)

@@ -139,12 +139,16 @@ def _scan(
     low_contrast = not clean and r.random() < 0.2
     tone = np.float32(248.0) if clean else fx.paper_background(rng, h, w, low_contrast)
     bed = np.float32(248.0 if clean else r.choices((250.0, 235.0, 90.0, 40.0), (0.5, 0.25, 0.12, 0.13))[0])
-    image = fx.compose(
-        coverage, np.where(paper > 0, tone, bed), r.uniform(60, 130) if low_contrast else r.uniform(0, 55)
-    )
+    background = np.where(paper > 0, tone, bed)
+    image = fx.compose(coverage, background, r.uniform(60, 130) if low_contrast else r.uniform(0, 55))
     if clean:
         return np.clip(image, 0, 255).astype(np.uint8)
-    return fx.scan_effects(image, rng, fax=r.random() < 0.12, text_size=size)
+    # the words' stroke cores before print defects (their coverage peaks below 255 on pages
+    # whose ink is a grey, so the cut is relative)
+    text_ink = canvas.text if identity else fx.warp_layer(canvas.text, matrix)
+    strokes = text_ink >= max(1, int(0.8 * int(text_ink.max())))
+    image = fx.ensure_text_contrast(image, background, strokes)
+    return fx.scan_effects(image, rng, fax=r.random() < 0.12, text_size=size, text_mask=strokes)
 
 
 def _finish_words(canvas: Canvas, placed: list[PlacedWord], matrix: np.ndarray) -> list[SynthWord]:

@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "MIN_TEXT_CONTRAST",
     "add_speckle",
+    "ensure_text_contrast",
     "compose",
     "degrade_ink",
     "paper_background",
@@ -121,6 +123,34 @@ def add_speckle(layer: np.ndarray, rng: np.random.Generator, density: float) -> 
         cv2.circle(layer, (x, y), r, v, -1, cv2.LINE_AA)
 
 
+#: Smallest grey-level difference between the paper and the middle of the text's strokes,
+#: before blur and noise. Faint toner on low-contrast paper could leave 15-40 levels, which
+#: the sensor noise (up to sigma 9) and blur then made unreadable to anybody; real faint
+#: photocopies keep more.
+MIN_TEXT_CONTRAST = 70.0
+
+
+def ensure_text_contrast(image: np.ndarray, background: np.ndarray, strokes: np.ndarray) -> np.ndarray:
+    """Stretch ink away from the paper when the text is too faint to read.
+
+    Args:
+        image: float32 grey image (ink composed over ``background``).
+        background: float32 grey levels of the paper (and scanner bed) under the ink.
+        strokes: bool mask of the words' full-coverage stroke pixels.
+
+    Returns:
+        ``image`` itself when the median stroke is at least :data:`MIN_TEXT_CONTRAST` darker
+        than the paper under it, else a copy whose ink contrast is scaled up to that.
+    """
+    if not strokes.any():
+        return image
+    contrast = float(np.median(background[strokes] - image[strokes]))
+    if contrast >= MIN_TEXT_CONTRAST or contrast <= 0:
+        return image
+    gain = np.float32(MIN_TEXT_CONTRAST / contrast)
+    return np.maximum(background - (background - image) * gain, 0.0)
+
+
 def compose(coverage: np.ndarray, paper: np.ndarray, ink_level: float) -> np.ndarray:
     """Blend ink over paper: ``paper - (paper - ink_level) * coverage / 255``.
 
@@ -132,7 +162,11 @@ def compose(coverage: np.ndarray, paper: np.ndarray, ink_level: float) -> np.nda
 
 
 def scan_effects(
-    image: np.ndarray, rng: np.random.Generator, fax: bool, text_size: float = 20.0
+    image: np.ndarray,
+    rng: np.random.Generator,
+    fax: bool,
+    text_size: float = 20.0,
+    text_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scanner optics and electronics: blur, sensor noise, optional fax-like binarisation at
     low resolution, and JPEG compression.
@@ -143,6 +177,10 @@ def scan_effects(
         fax: Downscale to ~100 dpi or less, threshold, and scale back up (hard, jaggy edges).
         text_size: Typical em size of the text in pixels; bounds blur and downscaling so that
             text keeps at least ~9 px per em.
+        text_mask: Where the words' strokes are (bool, image-sized). The fax threshold is set
+            between the paper and the *text's* ink level, as a fax's exposure is set for the
+            writing: without it the darkest 0.5% of the page (form lines, a dark scanner bed)
+            set it, and faint text fell entirely on the paper side and vanished.
 
     Returns:
         uint8 grey image of the same size.
@@ -157,8 +195,13 @@ def scan_effects(
     out = np.clip(image, 0, 255).astype(np.uint8)
     if fax:
         f = rng.uniform(min(0.9, max(0.5, 9.5 / text_size)), 0.95)
-        small = cv2.resize(out, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+        size = (max(1, int(w * f)), max(1, int(h * f)))
+        small = cv2.resize(out, size, interpolation=cv2.INTER_AREA)
         paper, ink = np.percentile(small[::4, ::4], (50, 0.5))
+        if text_mask is not None:
+            on_text = cv2.resize(text_mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+            if int(on_text.sum()) >= 20:
+                ink = np.percentile(small[on_text], 50)
         thr = float(paper - (paper - ink) * rng.uniform(0.3, 0.55))
         small = np.where(small > thr, np.uint8(rng.integers(225, 256)), np.uint8(rng.integers(0, 50)))
         out = cv2.resize(
