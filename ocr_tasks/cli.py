@@ -228,9 +228,11 @@ def _load_defaults(settings: Any) -> list[dict[str, Any]]:
                              ("recognizer", settings.recognizer, recognition_predictor)):
         start = time.perf_counter()
         predictor = load(name, settings=settings)
+        runtime = getattr(predictor.model, "runtime", "torch")
         out.append({
-            "task": task, "name": name, "runtime": getattr(predictor.model, "runtime", "torch"),
-            "precision": precision_name(predictor.precision),  # None (fp32) on ONNX Runtime
+            "task": task, "name": name, "runtime": runtime,
+            # on ONNX Runtime the session says (fp32 or int8); the predictor's autocast dtype is None
+            "precision": predictor.model.precision if runtime == "onnx" else precision_name(predictor.precision),
             "seconds": round(time.perf_counter() - start, 3),
         })
     return out

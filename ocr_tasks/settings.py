@@ -22,7 +22,7 @@ def _env_path(value: str | None) -> Path | None:
 
 
 #: Values of ``OCR_PRECISION`` (see :mod:`ocr_tasks.models.precision`).
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 #: Values of ``OCR_RUNTIME`` (see :mod:`ocr_tasks.models.onnx_runtime`).
 RUNTIMES = ("auto", "torch", "onnx")
 
@@ -44,9 +44,11 @@ class Settings:
     device: str = "auto"
     #: ``OCR_TORCH_THREADS``: intra-op threads for CPU inference (0 = torch's default).
     torch_threads: int = 0
-    #: ``OCR_PRECISION``: inference arithmetic, ``auto`` | ``fp32`` | ``bf16`` | ``fp16``
+    #: ``OCR_PRECISION``: inference arithmetic, ``auto`` | ``fp32`` | ``bf16`` | ``fp16`` | ``int8``
     #: (:mod:`ocr_tasks.models.precision`; auto: bf16/fp16 on GPUs; on CPUs bf16 for both
-    #: models where the CPU has native bf16, else fp32).
+    #: models where the CPU has native bf16, else fp32; on ONNX Runtime the recognizer's shipped
+    #: int8 export where the CPU has int8 dot products (VNNI), else fp32; ``int8`` asks for that
+    #: export and fails where it cannot run).
     precision: str = "auto"
     #: ``OCR_RUNTIME``: what runs the networks, ``auto`` | ``torch`` | ``onnx``
     #: (:mod:`ocr_tasks.models.onnx_runtime`; auto: ONNX Runtime on CPU for detectors without a

@@ -57,6 +57,19 @@ def test_export_installs_weights_and_registers_sha(tmp_path, monkeypatch):
     state = torch.load(tmp_path / "bundled" / "crnn_light.pth", weights_only=True)
     assert all(v.dtype in (torch.float16, torch.int64) for v in state.values())
     assert registry.get_spec("crnn_light").filename == "crnn_light.pth"
+    # the int8 ONNX Runtime export is made from the exported (fp16) weights and registered
+    int8 = meta["int8"]
+    assert {k: info["int8"][k] for k in int8} == int8 and int8["weights_sha256"] == info["sha256"] and int8["calibration"]["crops"] > 100
+    data = (tmp_path / "bundled" / int8["filename"]).read_bytes()
+    import hashlib
+
+    assert hashlib.sha256(data).hexdigest() == int8["sha256"]
+    from ocr_tasks.models.onnx_runtime import OnnxRecognizer
+    from ocr_tasks.models.recognition.network import RecognitionModel, RecognizerOptions
+
+    tiny = RecognitionModel(RecognizerOptions(**meta["options"])).eval()
+    rec = OnnxRecognizer(tiny, (32, 400), threads=1, int8=(tmp_path / "bundled" / int8["filename"], int8["sha256"]))
+    assert rec.precision == "int8" and tuple(rec(torch.zeros(2, 1, 32, 96)).shape)[::2] == (2, 95)
     from ocr_tasks.errors import WeightsMismatch
 
     with pytest.raises(WeightsMismatch):  # recognizer weights offered as the detector

@@ -25,16 +25,21 @@ pytestmark = pytest.mark.skipif(
 
 
 def settings(precision: str = "fp32") -> Settings:
-    """CPU settings: ``onnx`` (ONNX Runtime, the default on CPUs), or torch at fp32 / bf16."""
+    """CPU settings: ``onnx`` (ONNX Runtime in float32), ``int8`` (ONNX Runtime with the
+    recognizer's shipped int8 export; detectors stay float32), or torch at fp32 / bf16."""
     clear_cache()
     if precision == "onnx":
-        return Settings(device="cpu", runtime="onnx")
+        return Settings(device="cpu", runtime="onnx", precision="fp32")
+    if precision == "int8":
+        return Settings(device="cpu", runtime="onnx", precision="int8")
     return Settings(device="cpu", precision=precision, runtime="torch")
 
 
-#: Every CPU mode: ONNX Runtime (OCR_RUNTIME=auto's choice), and torch in both arithmetic modes
+#: Every CPU mode: ONNX Runtime (OCR_RUNTIME=auto's choice) in float32 and, for the recognizer,
+#: int8 (OCR_PRECISION=auto's choice on VNNI CPUs), and torch in both arithmetic modes
 #: (OCR_PRECISION; bf16 is torch's default on CPUs with native bf16).
 PRECISIONS = pytest.mark.parametrize("precision", ["onnx", "fp32", "bf16"])
+RECOGNIZER_PRECISIONS = pytest.mark.parametrize("precision", ["onnx", "int8", "fp32", "bf16"])
 
 
 @pytest.mark.parametrize("name", ["crnn_light", "craft_light"])
@@ -42,6 +47,13 @@ def test_bundled_file_matches_registered_sha(name):
     spec = get_spec(name)
     assert spec.sha256, f"{name} has no registered sha256"
     assert sha256_file(BUNDLED_DIR / spec.filename) == spec.sha256
+
+
+def test_bundled_int8_export_is_made_from_the_bundled_weights():
+    int8 = get_spec("crnn_light").int8
+    assert int8, "crnn_light has no int8 export (ocr-pipeline quantize makes it)"
+    assert sha256_file(BUNDLED_DIR / int8["filename"]) == int8["sha256"]
+    assert int8["weights_sha256"] == get_spec("crnn_light").sha256, "run ocr-pipeline quantize after an export"
 
 
 def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
@@ -79,7 +91,7 @@ def rendered_words(font_path: str, size: int) -> list[tuple[np.ndarray, str]]:
         ("/usr/share/fonts/truetype/liberation2/LiberationMono-Regular.ttf", 18, 0.75),
     ],
 )
-@PRECISIONS
+@RECOGNIZER_PRECISIONS
 def test_shipped_recognizer_reads_rendered_words(font, size, bar, precision):
     samples = rendered_words(font, size)
     predictor = recognition_predictor(settings=settings(precision))

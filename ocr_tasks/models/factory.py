@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from ..settings import RUNTIMES, Settings, get_settings
 from .precision import (
     KERNEL_CACHE_CAPACITY,
     RECOGNIZER_KERNEL_CACHE_CAPACITY,
+    cpu_has_int8_dot,
     limit_kernel_cache,
     precision_name,
     resolve_precision,
@@ -29,6 +31,7 @@ __all__ = [
     "recognition_predictor",
     "onnx_runtime_reason",
     "onnx_cache_file",
+    "int8_export",
     "clear_cache",
 ]
 
@@ -101,7 +104,7 @@ def onnx_runtime_reason(
     problems = []
     if device.type != "cpu":
         problems.append(f"ONNX Runtime is used on CPU only and the device is {device}")
-    if settings.precision not in ("auto", "fp32"):
+    if settings.precision not in ("auto", "fp32", "int8"):
         problems.append(f"OCR_PRECISION={settings.precision} asks for torch autocast")
     why = onnx_supported(spec.task, dict(spec.options), refiner)
     if why:
@@ -126,6 +129,39 @@ def onnx_cache_file(settings: Settings, spec: ModelSpec) -> Path:
     return settings.cache_path / "onnx" / key
 
 
+def int8_export(settings: Settings, spec: ModelSpec) -> tuple[Path, str] | None:
+    """The shipped int8 export to run ``spec`` with on ONNX Runtime, or None (float32).
+
+    ``OCR_PRECISION=auto`` takes it on CPUs with VNNI int8 dot products when the recognizer has
+    one made from the very weights file that will be loaded; ``int8`` takes it anywhere and
+    fails where there is none. Detectors have none (int8 was not faster for them).
+
+    Raises:
+        ConfigError: ``OCR_PRECISION=int8`` and ``spec`` has no usable int8 export.
+    """
+    if settings.precision not in ("auto", "int8") or spec.task != "recognizer":
+        return None
+    meta = dict(spec.int8)
+    problems: list[str] = []
+    path: Path | None = None
+    if not meta.get("filename") or not meta.get("sha256"):
+        problems.append(f"{spec.name} has no int8 export")
+    else:
+        weights = resolve_weights(spec, settings.model_dir)
+        if sha256_file(weights) != meta.get("weights_sha256"):
+            problems.append(f"its int8 export was made from other weights than {weights}")
+        else:
+            path = resolve_weights(replace(spec, filename=str(meta["filename"])), settings.model_dir)
+    if settings.precision == "auto" and not cpu_has_int8_dot():
+        problems.append("this CPU has no VNNI int8 dot products")
+    if not problems:
+        return path, str(meta["sha256"])  # type: ignore[return-value]
+    if settings.precision == "int8":
+        raise ConfigError(f"OCR_PRECISION=int8 cannot run recognizer {spec.name}: {'; '.join(problems)}")
+    log.info("recognizer %s does not run in int8 (%s)", spec.name, "; ".join(problems))
+    return None
+
+
 def _onnx_or_none(settings: Settings, device: torch.device, spec: ModelSpec, make, refiner: bool = False):  # type: ignore[no-untyped-def]
     """``make()`` (an ONNX Runtime wrapper) when ``OCR_RUNTIME`` allows it, else None (torch)."""
     from .onnx_runtime import OnnxExportError
@@ -139,7 +175,8 @@ def _onnx_or_none(settings: Settings, device: torch.device, spec: ModelSpec, mak
                 raise
             reason = str(exc)
         else:
-            log.info("%s %s runs on ONNX Runtime in fp32 on cpu (OCR_RUNTIME=%s)", spec.task, spec.name, settings.runtime)
+            log.info("%s %s runs on ONNX Runtime in %s on cpu (OCR_RUNTIME=%s, OCR_PRECISION=%s)", spec.task,
+                     spec.name, wrapper.precision, settings.runtime, settings.precision)
             return wrapper
     log.info("%s %s stays on torch (%s)", spec.task, spec.name, reason)
     return None
@@ -183,7 +220,9 @@ def detection_predictor(name: str | None = None, refiner: str | None = None, set
         )
         if onnx is not None:
             return DetectionPredictor(onnx, spec, device=device)
-        dtype = resolve_precision(settings.precision, device, task="detector")
+        # detectors have no int8 export: OCR_PRECISION=int8 leaves them in float32
+        dtype = resolve_precision("fp32" if settings.precision == "int8" else settings.precision, device,
+                                  task="detector")
         log.info("detector %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
         return DetectionPredictor(model, spec, refiner=ref, device=device, precision=dtype)
 
@@ -200,14 +239,23 @@ def recognition_predictor(name: str | None = None, settings: Settings | None = N
     spec = get_spec(name, "recognizer")
 
     def make() -> RecognitionPredictor:
-        from .onnx_runtime import OnnxRecognizer
+        from .onnx_runtime import OnnxExportError, OnnxRecognizer
 
         device = resolve_device(settings.device)
         model = load_model(spec, settings.model_dir, device)
-        onnx = _onnx_or_none(
-            settings, device, spec,
-            lambda: OnnxRecognizer(model, spec.input_size, settings.torch_threads, onnx_cache_file(settings, spec)),
-        )
+
+        def make_onnx() -> OnnxRecognizer:
+            int8 = int8_export(settings, spec)
+            if int8 is not None:
+                try:
+                    return OnnxRecognizer(model, spec.input_size, settings.torch_threads, int8=int8)
+                except OnnxExportError as exc:
+                    if settings.precision == "int8":
+                        raise ConfigError(f"OCR_PRECISION=int8 cannot run recognizer {name}: {exc}") from exc
+                    log.warning("recognizer %s: its int8 export is not used (%s); float32 instead", name, exc)
+            return OnnxRecognizer(model, spec.input_size, settings.torch_threads, onnx_cache_file(settings, spec))
+
+        onnx = _onnx_or_none(settings, device, spec, make_onnx)
         if onnx is not None:
             return RecognitionPredictor(onnx, spec, device=device, max_batch=settings.recognizer_batch)
         dtype = resolve_precision(settings.precision, device, task="recognizer")

@@ -50,6 +50,7 @@ __all__ = [
     "KERNEL_CACHE_CAPACITY",
     "RECOGNIZER_KERNEL_CACHE_CAPACITY",
     "cpu_has_native_bf16",
+    "cpu_has_int8_dot",
     "limit_kernel_cache",
     "resolve_precision",
     "autocast",
@@ -91,17 +92,30 @@ _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bfloat16 dot products natively (Linux ``/proc/cpuinfo`` flags)."""
+def _cpu_flags() -> frozenset[str]:
+    """The first ``flags`` line of Linux ``/proc/cpuinfo`` (empty elsewhere)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return frozenset()
     for line in text.splitlines():
         if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    return False
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 dot products natively (Linux ``/proc/cpuinfo`` flags)."""
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_int8_dot() -> bool:
+    """True when this CPU has VNNI int8 dot products (``avx512_vnni``, ``avx_vnni`` or AMX int8).
+
+    ONNX Runtime's int8 convolutions use them; without them its unsigned-by-signed kernels can
+    saturate intermediate sums, so ``OCR_PRECISION=auto`` picks int8 only on such CPUs.
+    """
+    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def resolve_precision(name: str, device: torch.device, task: str = "recognizer") -> torch.dtype | None:
@@ -125,6 +139,11 @@ def resolve_precision(name: str, device: torch.device, task: str = "recognizer")
         if device.type == "cpu" and task in ("detector", "recognizer") and cpu_has_native_bf16():
             return torch.bfloat16
         return None
+    if name == "int8":
+        raise ConfigError(
+            "OCR_PRECISION=int8 runs the recognizer's int8 export on ONNX Runtime (CPU, OCR_RUNTIME=auto or "
+            "onnx); this model runs on torch"
+        )
     if name == "fp16" and device.type == "cpu":
         raise ConfigError("OCR_PRECISION=fp16 needs a GPU; on a CPU use bf16 or fp32")
     return _DTYPES[name]

@@ -80,6 +80,10 @@ class ModelSpec:
     thresholds: Mapping[str, Any] = field(default_factory=dict)
     #: One line for `ocr-pipeline models`.
     description: str = ""
+    #: Recognizers: a statically quantized ONNX Runtime export shipped with the weights
+    #: (``filename``, ``sha256`` and ``weights_sha256``, the weights file it was made from);
+    #: empty when there is none (:mod:`ocr_tasks.models.onnx_runtime`, ``OCR_PRECISION=int8``).
+    int8: Mapping[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -95,6 +99,8 @@ class ModelSpec:
         }
         if self.task == "recognizer":
             out.update(character=self.character, input_size=list(self.input_size), keep_ratio=self.keep_ratio)
+            if self.int8:
+                out.update(int8=dict(self.int8))
         if self.task == "detector":
             out.update(thresholds=dict(self.thresholds))
         return out
@@ -241,6 +247,7 @@ def _register_bundled() -> None:
             input_size=(32, 400),
             keep_ratio=True,
             description="our light None-VGG-BiLSTM-CTC recognizer, 94 case-sensitive chars (bundled)",
+            int8=light_rec.get("int8", {}),
         )
     )
 

@@ -117,9 +117,26 @@ def add_synth(sub: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_weights
 
-    info = export_weights(args.kind, Path(args.checkpoint), half=not args.fp32)
+    info = export_weights(args.kind, Path(args.checkpoint), half=not args.fp32, int8=not args.no_int8)
     print(json.dumps(info))
     return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .export import quantize_bundled_recognizer
+
+    print(json.dumps(quantize_bundled_recognizer(pages=args.pages)))
+    return 0
+
+
+def add_quantize(sub: Any) -> None:
+    p = sub.add_parser(
+        "quantize",
+        help="make the bundled recognizer's int8 ONNX Runtime export from its bundled weights (OCR_PRECISION=int8)",
+    )
+    p.add_argument("--pages", type=bounded(int, 1, "--pages"), default=8,
+                   help="synthetic pages whose word crops calibrate the int8 ranges (default 8, ~1,300 crops)")
+    p.set_defaults(func=cmd_quantize)
 
 
 def add_export(sub: Any) -> None:
@@ -127,7 +144,9 @@ def add_export(sub: Any) -> None:
     p.add_argument("kind", choices=["recognizer", "detector"])
     p.add_argument("checkpoint", help="a best.pth / last.pt from a training run")
     p.add_argument("--fp32", action="store_true", help="store float32 instead of float16")
+    p.add_argument("--no-int8", action="store_true",
+                   help="recognizer: do not make its int8 ONNX Runtime export again (ocr-pipeline quantize does)")
     p.set_defaults(func=cmd_export)
 
 
-COMMANDS: list[Callable[[Any], None]] = [add_train, add_synth, add_export]
+COMMANDS: list[Callable[[Any], None]] = [add_train, add_synth, add_export, add_quantize]

@@ -112,9 +112,11 @@ def test_an_export_that_reads_differently_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.onnx").exists()  # nothing wrong is cached
 
 
-def test_factory_runs_cpu_models_on_onnx_runtime_unless_told_otherwise(tmp_path: Path, caplog) -> None:
+def test_factory_runs_cpu_models_on_onnx_runtime_unless_told_otherwise(tmp_path: Path, caplog, monkeypatch) -> None:
+    from ocr_tasks.models import factory
     from ocr_tasks.models.factory import clear_cache, detection_predictor, recognition_predictor
 
+    monkeypatch.setattr(factory, "cpu_has_int8_dot", lambda: False)  # float32 exports for both
     clear_cache()
     try:
         auto = Settings.from_env({"OCR_DEVICE": "cpu", "OCR_CACHE_DIR": str(tmp_path)})
@@ -155,3 +157,75 @@ def test_settings_read_and_check_ocr_runtime_and_cache_dir(tmp_path: Path) -> No
         Settings.from_env({"OCR_RUNTIME": "tensorrt"})
     assert Settings.from_env({"OCR_CACHE_DIR": str(tmp_path)}).cache_path == tmp_path
     assert Settings.from_env({}).cache_path.name == "ocr-pipeline"
+
+
+def _bundled_int8_present() -> bool:
+    meta = dict(get_spec("crnn_light").int8)
+    from ocr_tasks.models.registry import BUNDLED_DIR
+
+    return bool(meta) and (BUNDLED_DIR / meta["filename"]).is_file()
+
+
+@pytest.mark.skipif(not _bundled_int8_present(), reason="no bundled int8 export")
+def test_factory_picks_the_shipped_int8_recognizer_where_it_can(tmp_path: Path, monkeypatch, caplog) -> None:
+    """auto: int8 on VNNI CPUs with the weights it was made from, float32 otherwise; int8: or fail."""
+    from ocr_tasks.errors import ConfigError
+    from ocr_tasks.models import factory
+    from ocr_tasks.models.factory import clear_cache, detection_predictor, int8_export, recognition_predictor
+    from ocr_tasks.models.registry import BUNDLED_DIR
+
+    spec = get_spec("crnn_light")
+    auto = Settings.from_env({"OCR_DEVICE": "cpu", "OCR_CACHE_DIR": str(tmp_path)})
+    forced = Settings.from_env({"OCR_DEVICE": "cpu", "OCR_PRECISION": "int8", "OCR_CACHE_DIR": str(tmp_path)})
+    monkeypatch.setattr(factory, "cpu_has_int8_dot", lambda: True)
+    assert int8_export(auto, spec) == (BUNDLED_DIR / spec.int8["filename"], spec.int8["sha256"])
+    assert int8_export(Settings.from_env({"OCR_PRECISION": "fp32"}), spec) is None
+    assert int8_export(forced, get_spec("craft_light")) is None  # detectors have none
+    monkeypatch.setattr(factory, "cpu_has_int8_dot", lambda: False)
+    with caplog.at_level(logging.INFO, logger="ocr_tasks.models.factory"):
+        assert int8_export(auto, spec) is None
+    assert "no VNNI" in caplog.text
+    assert int8_export(forced, spec) is not None  # asked for: taken on any CPU
+    # other weights under the same name (a user's OCR_MODEL_DIR): the int8 file is not theirs
+    other = tmp_path / "models"
+    other.mkdir()
+    (other / "crnn_light.pth").write_bytes((BUNDLED_DIR / "crnn_light.pth").read_bytes() + b"\0")
+    mine = Settings.from_env({"OCR_PRECISION": "int8", "OCR_MODEL_DIR": str(other)})
+    with pytest.raises(ConfigError, match="made from other weights"):
+        int8_export(mine, spec)
+    clear_cache()
+    try:
+        rec = recognition_predictor(settings=forced)
+        assert isinstance(rec.model, OnnxRecognizer) and rec.model.precision == "int8"
+        det = detection_predictor(settings=forced)
+        assert isinstance(det.model, OnnxDetector) and det.model.precision == "fp32"
+        # nothing was exported for the recognizer: the shipped file runs as it is
+        assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+        torch_rt = Settings.from_env({"OCR_DEVICE": "cpu", "OCR_PRECISION": "int8", "OCR_RUNTIME": "torch"})
+        with pytest.raises(ConfigError, match="int8"):
+            recognition_predictor(settings=torch_rt)
+        assert isinstance(detection_predictor(settings=torch_rt).model, nn.Module)  # fp32 on torch
+    finally:
+        clear_cache()
+
+
+def test_a_damaged_int8_export_is_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = RecognitionModel(RecognizerOptions(output_channel=32, hidden_size=16, num_class=11)).eval()
+    batches = [np.random.default_rng(i).uniform(-1, 1, (4, 1, 32, 64)).astype(np.float32) for i in range(3)]
+    data = onnx_runtime.quantize_int8(onnx_runtime.export_onnx(model, (32, 400)), batches)
+    path = tmp_path / "r.int8.onnx"
+    path.write_bytes(data)
+    import hashlib
+
+    good = hashlib.sha256(data).hexdigest()
+    rec = OnnxRecognizer(model, (32, 400), threads=1, int8=(path, good))
+    ref = model(torch.from_numpy(batches[0]), None, False)
+    got = rec(torch.from_numpy(batches[0]))
+    assert got.shape == ref.shape
+    # int8 reads close to float32: same best class at most steps
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() > 0.8
+    with pytest.raises(OnnxExportError, match="sha256"):
+        OnnxRecognizer(model, (32, 400), threads=1, int8=(path, "0" * 64))
+    with pytest.raises(OnnxExportError, match="needs calibration"):
+        onnx_runtime.quantize_int8(b"", [])

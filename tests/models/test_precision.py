@@ -85,7 +85,9 @@ def test_factory_predictors_use_the_resolved_choice(monkeypatch) -> None:
         clear_cache()
 
 
-@pytest.mark.parametrize(("name", "message"), [("int8", "OCR_PRECISION must be one of"), ("fp16", "needs a GPU")])
+@pytest.mark.parametrize(("name", "message"), [
+    ("int4", "OCR_PRECISION must be one of"), ("fp16", "needs a GPU"), ("int8", "runs on torch"),
+])
 def test_bad_or_unsupported_names_are_refused(name: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         resolve_precision(name, CPU)
@@ -94,6 +96,7 @@ def test_bad_or_unsupported_names_are_refused(name: str, message: str) -> None:
 def test_settings_read_and_check_ocr_precision() -> None:
     assert Settings.from_env({"OCR_PRECISION": "BF16"}).precision == "bf16"
     assert Settings.from_env({}).precision == "auto"
+    assert Settings.from_env({"OCR_PRECISION": "INT8"}).precision == "int8"
     with pytest.raises(ValueError, match="OCR_PRECISION='half'"):
         Settings.from_env({"OCR_PRECISION": "half"})
 
