@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WeightsNotFound
 from ..settings import RUNTIMES, Settings, get_settings
 from .precision import (
     KERNEL_CACHE_CAPACITY,
@@ -151,7 +151,10 @@ def int8_export(settings: Settings, spec: ModelSpec) -> tuple[Path, str] | None:
         if sha256_file(weights) != meta.get("weights_sha256"):
             problems.append(f"its int8 export was made from other weights than {weights}")
         else:
-            path = resolve_weights(replace(spec, filename=str(meta["filename"])), settings.model_dir)
+            try:
+                path = resolve_weights(replace(spec, filename=str(meta["filename"])), settings.model_dir)
+            except WeightsNotFound:
+                problems.append(f"its int8 export {meta['filename']} is missing")
     if settings.precision == "auto" and not cpu_has_int8_dot():
         problems.append("this CPU has no VNNI int8 dot products")
     if not problems:

@@ -29,8 +29,8 @@ export is used when its bytes match the digest written next to it.
 QDQ format, int8 per-channel weights and uint8 activations for the convolutions and matrix
 products, ranges calibrated on synthetic word crops; the LSTM stays float32). On an idle
 2-core Xeon with AVX-512 VNNI it read FUNSD's ground-truth crops at 1.03-1.13 ms each against
-1.66-1.71 ms for the float32 export, with the same word accuracy (FUNSD 0.7273 vs 0.7269
-caseless, 5,835 held-out synthetic crops 0.7926 vs 0.7937 exact). The same quantization of the
+1.66-1.71 ms for the float32 export, with the same word accuracy (FUNSD 0.7254 vs 0.7237
+caseless, the 19,791 held-out synthetic crops 0.8516 vs 0.8515 exact; docs/BENCHMARKS.md). The same quantization of the
 detector was not faster (0.14-0.16 s per 1216 x 1600 canvas either way: its depthwise
 convolutions gain nothing and the quantize/dequantize pairs cost), so detectors stay float32.
 The quantized file is only used with the weights file it was made from (its sha256 is

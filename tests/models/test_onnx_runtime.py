@@ -193,6 +193,14 @@ def test_factory_picks_the_shipped_int8_recognizer_where_it_can(tmp_path: Path, 
     mine = Settings.from_env({"OCR_PRECISION": "int8", "OCR_MODEL_DIR": str(other)})
     with pytest.raises(ConfigError, match="made from other weights"):
         int8_export(mine, spec)
+    # a registered int8 file that is not there (a package built without it): float32 under auto
+    from dataclasses import replace
+
+    gone = replace(spec, int8={**spec.int8, "filename": "absent.int8.onnx"})
+    monkeypatch.setattr(factory, "cpu_has_int8_dot", lambda: True)
+    assert int8_export(auto, gone) is None
+    with pytest.raises(ConfigError, match="absent.int8.onnx is missing"):
+        int8_export(forced, gone)
     clear_cache()
     try:
         rec = recognition_predictor(settings=forced)
