@@ -178,14 +178,23 @@ def test_official_craft_refiner_and_recognizer_through_cli(manifests, tmp_path):
 
 def test_models_load_fills_the_export_cache_and_says_what_runs_each(tmp_path):
     """`models --load` loads the bundled defaults once: on a CPU both run on ONNX Runtime, whose
-    exports land in OCR_CACHE_DIR; OCR_RUNTIME=torch keeps torch."""
+    fp32 exports land in OCR_CACHE_DIR (the recognizer in int8 on VNNI CPUs, from its shipped
+    file); OCR_PRECISION=fp32 exports both; OCR_RUNTIME=torch keeps torch."""
     cache = tmp_path / "cache"
     env = {"OCR_CACHE_DIR": str(cache), "OCR_DEVICE": "cpu", "OCR_PRECISION": "auto", "OCR_RUNTIME": "auto"}
     proc = run_cli("models", "--load", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout)["loaded"]
+    from ocr_tasks.models.precision import cpu_has_int8_dot
+
+    # auto: the recognizer's shipped int8 export on CPUs with VNNI (it is not exported again)
+    int8 = cpu_has_int8_dot()
     assert [(r["task"], r["name"], r["runtime"], r["precision"]) for r in loaded] == [
-        ("detector", "craft_light", "onnx", "fp32"), ("recognizer", "crnn_light", "onnx", "fp32")]
+        ("detector", "craft_light", "onnx", "fp32"), ("recognizer", "crnn_light", "onnx", "int8" if int8 else "fp32")]
+    assert len(list((cache / "onnx").glob("*.onnx"))) == (1 if int8 else 2)
+    proc = run_cli("models", "--load", "--json", env={**env, "OCR_PRECISION": "fp32"})
+    assert proc.returncode == 0, proc.stderr
+    assert [r["precision"] for r in json.loads(proc.stdout)["loaded"]] == ["fp32", "fp32"]
     assert len(list((cache / "onnx").glob("*.onnx"))) == 2
     proc = run_cli("models", "--load", "--json", env={**env, "OCR_RUNTIME": "torch", "OCR_PRECISION": "fp32"})
     assert proc.returncode == 0, proc.stderr
