@@ -223,9 +223,7 @@ def detection_predictor(name: str | None = None, refiner: str | None = None, set
         )
         if onnx is not None:
             return DetectionPredictor(onnx, spec, device=device)
-        # detectors have no int8 export: OCR_PRECISION=int8 leaves them in float32
-        dtype = resolve_precision("fp32" if settings.precision == "int8" else settings.precision, device,
-                                  task="detector")
+        dtype = resolve_precision(settings.precision, device, task="detector")
         log.info("detector %s runs in %s on %s (OCR_PRECISION=%s)", name, precision_name(dtype), device, settings.precision)
         return DetectionPredictor(model, spec, refiner=ref, device=device, precision=dtype)
 

@@ -266,24 +266,26 @@ class _CTCForward(nn.Module):
         return self.model(image, None, False)
 
 
-def _recognizer_io(model: nn.Module, input_size: tuple[int, int]) -> tuple[list[tuple[int, ...]], dict[int, str]]:
-    """Example input shapes (two batch sizes, two widths where the width is free: all but TPS)
-    and the image's dynamic axes of a recognizer's export."""
+def _recognizer_export(
+    model: nn.Module, input_size: tuple[int, int]
+) -> tuple[nn.Module, list[torch.Tensor], dict[str, dict[int, str]]]:
+    """What a recognizer is exported as: the logits-only module, example inputs (two batch
+    sizes, two widths where the width is free: all but TPS) and the dynamic axes."""
     options = getattr(model, "options", None)
     in_ch = int(getattr(options, "input_channel", 1))
     tps = getattr(options, "transformation", "None") == "TPS"
     height, width = input_size
     shapes = [(3, in_ch, height, width), (2, in_ch, height, width)] if tps else \
         [(3, in_ch, height, 120), (2, in_ch, height, 72)]
-    return shapes, ({0: "batch"} if tps else {0: "batch", 3: "width"})
+    axes = {"image": {0: "batch"} if tps else {0: "batch", 3: "width"}, "logits": {0: "batch", 1: "steps"}}
+    return _CTCForward(_prepared(model)).eval(), _examples(shapes), axes
 
 
 def export_onnx(model: nn.Module, input_size: tuple[int, int]) -> bytes:
     """The float32 ONNX export of a CTC recognizer, as :class:`OnnxRecognizer` makes it
     (unchecked: :func:`quantize_int8` starts from it)."""
-    shapes, axes = _recognizer_io(model, input_size)
-    return _export(_CTCForward(_prepared(model)).eval(), (_examples(shapes)[0],), ["image"], ["logits"],
-                   {"image": axes, "logits": {0: "batch", 1: "steps"}})
+    module, examples, axes = _recognizer_export(model, input_size)
+    return _export(module, (examples[0],), ["image"], ["logits"], axes)
 
 
 def quantize_int8(fp32: bytes, calibration: Sequence[np.ndarray]) -> bytes:
@@ -367,15 +369,14 @@ class OnnxRecognizer(_OnnxModule):
 
     def __init__(self, model: nn.Module, input_size: tuple[int, int], threads: int = 0,
                  cache: Path | None = None, int8: tuple[Path, str] | None = None) -> None:
-        shapes, axes = _recognizer_io(model, input_size)
+        module, examples, axes = _recognizer_export(model, input_size)
         if int8 is not None:
             num_class = int(model.options.num_class)
-            self.session = _quantized_session(int8[0], int8[1], _threads(threads), _examples(shapes[:1])[0], num_class)
+            self.session = _quantized_session(int8[0], int8[1], _threads(threads), examples[0], num_class)
             self.precision = "int8"
             return
         self.session = _checked_session(
-            _CTCForward(_prepared(model)).eval(), _examples(shapes), ["image"], ["logits"],
-            {"image": axes, "logits": {0: "batch", 1: "steps"}}, _threads(threads), cache, "recognizer",
+            module, examples, ["image"], ["logits"], axes, _threads(threads), cache, "recognizer",
         )
 
     def __call__(self, image: torch.Tensor, text: Any = None, is_train: bool = False) -> torch.Tensor:

@@ -122,13 +122,15 @@ def resolve_precision(name: str, device: torch.device, task: str = "recognizer")
     """The autocast dtype for ``OCR_PRECISION=name`` on ``device`` (None: plain float32).
 
     Args:
-        name: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        name: ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8``.
         device: Where the model runs.
         task: ``"detector"`` or ``"recognizer"``. ``auto`` on a CPU with native bf16 picks bf16
             for both (until session 7, fp32 for recognizers: see the module docstring).
+            ``int8`` leaves a detector in float32 (detectors have no int8 export).
 
     Raises:
-        ValueError: an unknown name, or float16 asked for on a CPU.
+        ValueError: an unknown name, float16 asked for on a CPU, or int8 for a recognizer on
+            torch (int8 is the recognizer's ONNX Runtime export).
     """
     name = (name or "auto").strip().lower()
     if name not in PRECISIONS:
@@ -140,6 +142,8 @@ def resolve_precision(name: str, device: torch.device, task: str = "recognizer")
             return torch.bfloat16
         return None
     if name == "int8":
+        if task == "detector":  # detectors have no int8 export: they stay float32
+            return None
         raise ConfigError(
             "OCR_PRECISION=int8 runs the recognizer's int8 export on ONNX Runtime (CPU, OCR_RUNTIME=auto or "
             "onnx); this model runs on torch"

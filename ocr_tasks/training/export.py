@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def calibration_batches(spec: ModelSpec, pages: int, seed: int = CALIBRATION_SEE
     img_h, img_w = spec.input_size
     batches = keep_ratio_batches(crops, img_h=img_h, max_w=img_w, max_batch=64,
                                  widths=width_ladder(16, img_w), batch_sizes=batch_ladder(64))
-    return [batch.numpy().astype(np.float32) for _, batch in batches], len(crops)
+    return [batch.numpy() for _, batch in batches], len(crops)
 
 
 def quantize_bundled_recognizer(pages: int = 8, spec: ModelSpec | None = None) -> dict[str, Any]:
@@ -64,8 +65,6 @@ def quantize_bundled_recognizer(pages: int = 8, spec: ModelSpec | None = None) -
 
     spec = spec or get_spec("crnn_light", "recognizer")
     weights = BUNDLED_DIR / spec.filename
-    from dataclasses import replace
-
     model = load_weights(build_model(spec), weights, replace(spec, sha256=None)).eval()
     batches, crops = calibration_batches(spec, pages)
     data = quantize_int8(export_onnx(model, spec.input_size), batches)
@@ -89,8 +88,6 @@ def export_weights(kind: str, checkpoint: Path, half: bool = True, int8: bool = 
     A recognizer also gets its int8 ONNX Runtime export made again (``int8``; without it the
     old one stays registered but no longer matches the weights, so it is not used).
     """
-    from dataclasses import replace
-
     name = _NAMES[kind]
     spec = get_spec(name)
     obj = torch.load(checkpoint, map_location="cpu", weights_only=False)
