@@ -4,7 +4,7 @@
 # Installs only what is missing; needs root or sudo when something is missing.
 set -euo pipefail
 PACKAGES=(
-  fonts-dejavu fonts-liberation2 fonts-urw-base35 fonts-noto-core wamerican
+  fonts-dejavu fonts-liberation2 fonts-urw-base35 fonts-noto-core fonts-comic-neue fonts-humor-sans wamerican
   tesseract-ocr tesseract-ocr-eng
   redis-server
   chromium chromium-driver

@@ -120,6 +120,66 @@ def test_char_quads_inside_word_and_in_reading_order(clean_pages: list) -> None:
             assert np.all(np.diff(centers) >= -1.0), word.text
 
 
+def test_sampler_makes_form_compounds() -> None:
+    """Slashed and hyphenated tokens of forms appear at a few percent: ``and/or``, ``N/A``,
+    ``Date/``, labels ending in ``/`` or ``#``, words ending in ``-``; all single tokens."""
+    s = WordSampler(random.Random(11))
+    tokens = [s.token() for _ in range(20000)]
+    share = lambda pred: sum(map(pred, tokens)) / len(tokens)  # noqa: E731
+    assert 0.02 < share(lambda t: "/" in t and len(t) > 1) < 0.12
+    assert 0.005 < share(lambda t: t.endswith("-") and t[:-1].isalpha()) < 0.05
+    assert 0.005 < share(lambda t: t.endswith("/") and t[:-1].isalpha()) < 0.05
+    compounds = {s.compound() for _ in range(3000)}
+    assert {"and/or", "N/A", "w/"} <= compounds
+    assert any("-" in c.strip("-") and c.replace("-", "").isalpha() for c in compounds)  # follow-up
+    labels = [s.label()[-1] for _ in range(3000)]
+    assert any(x.endswith("/") for x in labels) and any(x.endswith("#") for x in labels)
+
+
+def test_line_end_hyphenation() -> None:
+    """A hyphenating paragraph splits a long word that does not fit as ``head-`` / ``tail``
+    with at least three letters on each side; the head fits the line; nothing is lost."""
+    from ocr_tasks.training.synth_writer import Writer, _hyphen_split, make_style
+
+    style = make_style(random.Random(1), available_fonts())
+    face = style.body
+    writer = Writer(Canvas(400, 200), random.Random(2), WordSampler(random.Random(3)), style, 190)
+    tokens = ["see", "the", "extraordinarily", "long", "word", "again,", "documentation."]
+    width = face.length("see the extraord") + 2
+    lines = writer.lines(face, tokens, width, hyphenate=True)
+    flat = [t for line in lines for t in line]
+    assert "".join(t[:-1] if t.endswith("-") else t for t in flat) == "".join(tokens)
+    heads = [t for t in flat if t.endswith("-")]
+    assert heads and all(len(h) >= 4 for h in heads)
+    for line in lines:
+        used = sum(face.length(t) for t in line) + face.length(" ") * style.spacing * (len(line) - 1)
+        assert used <= width + 1e-6 or len(line) == 1
+    assert writer.lines(face, tokens, width, hyphenate=False) == [
+        line for line in writer.lines(face, tokens, width) if line
+    ]
+    assert not any(t.endswith("-") for line in writer.lines(face, tokens, width) for t in line)
+    assert _hyphen_split(face, "word", 1000) is None  # too short
+    assert _hyphen_split(face, "A-1234567", 1000) is None  # not letters
+    assert _hyphen_split(face, "extraordinarily", 1.0) is None  # no head fits
+    head, tail = _hyphen_split(face, "documentation.", 1000)
+    assert head == "documentat-" and tail == "ion."  # three letters stay with the tail
+
+
+def test_handwriting_faces_only_write_handwriting() -> None:
+    """Comic Neue and Humor Sans are found, marked ``hand``, never chosen for print faces, and
+    chosen for the handwritten fills of about :data:`HAND_FONT_P` of documents."""
+    from ocr_tasks.training.synth_writer import HAND_FONT_P, make_style
+
+    fonts = available_fonts()
+    hand = {f.path for f in fonts if f.hand}
+    assert any("ComicNeue" in p for p in hand) and any("Humor" in p for p in hand)
+    styles = [make_style(random.Random(seed), fonts) for seed in range(400)]
+    for st in styles:
+        assert not {st.body.info.path, st.label.info.path, st.value.info.path, st.header.info.path} & hand
+    share = sum(st.hand.info.path in hand for st in styles) / len(styles)
+    assert abs(share - HAND_FONT_P) < 0.08
+
+
 def test_words_do_not_overlap() -> None:
     """Layouts never print one word over another (clean pages have no stamps or notes)."""
     config = SynthConfig(geometry=False)

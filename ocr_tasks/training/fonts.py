@@ -35,6 +35,8 @@ FONT_DIRS: tuple[str, ...] = (
     "/usr/share/fonts/opentype/urw-base35",
     "/usr/share/fonts/type1/urw-base35",
     "/usr/share/fonts/truetype/noto",
+    "/usr/share/fonts/opentype/comic-neue",
+    "/usr/share/fonts/truetype/humor-sans",
 )
 
 #: Debian packages that provide the fonts above.
@@ -43,6 +45,8 @@ DEBIAN_FONT_PACKAGES: tuple[str, ...] = (
     "fonts-liberation2",
     "fonts-urw-base35",
     "fonts-noto-core",
+    "fonts-comic-neue",
+    "fonts-humor-sans",
 )
 
 _SUFFIXES = (".ttf", ".otf", ".t1")
@@ -54,6 +58,8 @@ _NOTO_LATIN = re.compile(r"^Noto(Sans|Serif|SansMono|Mono|SansDisplay|SerifDispl
 _SERIF = re.compile(r"Serif|Roman|C059|P052|Bookman|Z003|NimbusMono|LiberationMono", re.IGNORECASE)
 _BOLD = re.compile(r"Bold|Demi|Bd", re.IGNORECASE)
 _ITALIC = re.compile(r"Italic|Oblique|Ita|Z003", re.IGNORECASE)
+#: Handwriting-like faces: kept for handwritten fills only, never for print.
+_HAND = re.compile(r"^(ComicNeue|Humor)")
 
 
 class FontsUnavailableError(RuntimeError):
@@ -71,6 +77,7 @@ class FontInfo:
         italic: Italic or oblique.
         mono: Fixed pitch (typewriter-like).
         serif: Has serifs (Courier-like mono faces count as serif).
+        hand: A handwriting-like face (Comic Neue, Humor Sans), used for handwritten fills.
     """
 
     path: str
@@ -79,6 +86,7 @@ class FontInfo:
     italic: bool
     mono: bool
     serif: bool
+    hand: bool = False
 
     @property
     def style(self) -> str:
@@ -109,6 +117,7 @@ def classify_font(path: str | Path) -> FontInfo:
         italic=bool(_ITALIC.search(variant) or _ITALIC.search(family)),
         mono="Mono" in family,
         serif=bool(_SERIF.search(family)),
+        hand=bool(_HAND.search(family)),
     )
 
 

@@ -102,8 +102,18 @@ def _stroke(r: random.Random, info: FontInfo, typed: bool = False) -> float:
     return r.uniform(0.0, 0.4) if r.random() < 0.3 else 0.0
 
 
+#: Share of documents whose handwritten fills use a handwriting-like face.
+HAND_FONT_P = 0.4
+
+
 def make_style(r: random.Random, fonts: list[FontInfo]) -> Style:
-    """Pick a coherent set of faces and sizes for one document."""
+    """Pick a coherent set of faces and sizes for one document.
+
+    Handwriting-like faces are kept for the handwritten fills (``hand``), a share
+    :data:`HAND_FONT_P` of documents; the others use a chancery or an italic print face there.
+    """
+    handwriting = [f for f in fonts if f.hand]
+    fonts = [f for f in fonts if not f.hand] or fonts
     serif = r.random() < 0.5
     size = _body_size(r)
     body = pick_font(r, fonts, mono=r.random() < 0.2, serif=serif, bold=False, italic=r.random() < 0.05)
@@ -112,9 +122,13 @@ def make_style(r: random.Random, fonts: list[FontInfo]) -> Style:
     value = pick_font(r, fonts, mono=True, bold=r.random() < 0.2, italic=False) if typewriter else body
     header = pick_font(r, fonts, mono=r.random() < 0.1, bold=r.random() < 0.85, italic=r.random() < 0.1)
     chancery = [f for f in fonts if f.family == "Z003"]
-    hand = (
-        r.choice(chancery) if chancery and r.random() < 0.4 else pick_font(r, fonts, italic=True, mono=False)
-    )
+    pick = r.random()
+    if handwriting and pick < HAND_FONT_P:
+        hand = r.choice(handwriting)
+    elif chancery and pick < HAND_FONT_P + (1 - HAND_FONT_P) * 0.4:
+        hand = r.choice(chancery)
+    else:
+        hand = pick_font(r, fonts, italic=True, mono=False)
     small = label if r.random() < 0.5 else body
     return Style(
         body=get_face(body, size, _stroke(r, body)),
@@ -127,6 +141,26 @@ def make_style(r: random.Random, fonts: list[FontInfo]) -> Style:
         typewriter=typewriter,
         spacing=word_spacing(r),
     )
+
+
+#: Share of paragraphs whose long words are hyphenated at line ends.
+HYPHENATE_P = 0.5
+
+
+def _hyphen_split(face: Face, token: str, room: float) -> tuple[str, str] | None:
+    """Split ``token`` into ``head-`` and ``tail`` with the longest head that fits in ``room``.
+
+    Only words of letters (and a trailing punctuation mark) of at least six letters are split,
+    keeping three letters on each side; None when no head fits.
+    """
+    letters = token.rstrip(".,;:")
+    if len(letters) < 6 or not letters.isalpha():
+        return None
+    for cut in range(len(letters) - 3, 2, -1):
+        head = token[:cut] + "-"
+        if face.length(head) <= room:
+            return head, token[cut:]
+    return None
 
 
 class Writer:
@@ -193,7 +227,9 @@ class Writer:
             if x + width > max_x and i > 0:
                 break
             if x + width <= max_x:
-                self.word(face, tok, x, baseline, **kw)
+                placed = self.word(face, tok, x, baseline, **kw)
+                if placed is not None:  # handwriting runs wider than the face's advance
+                    width = max(width, float(placed.quad[:, 0].max()) - x)
             x += width + self.space(face)
         return x
 
@@ -215,13 +251,23 @@ class Writer:
             x += width + gap
         return start
 
-    def lines(self, face: Face, tokens: list[str], width: float, indent: float = 0.0) -> list[list[str]]:
-        """Break tokens into lines no wider than ``width``."""
+    def lines(
+        self, face: Face, tokens: list[str], width: float, indent: float = 0.0, hyphenate: bool = False
+    ) -> list[list[str]]:
+        """Break tokens into lines no wider than ``width``.
+
+        With ``hyphenate``, a long word that does not fit is split at the line end as typesetters
+        do (``"develop-"`` / ``"ment"``, at least three letters on each side), when its head fits.
+        """
         lines: list[list[str]] = [[]]
         used, space = indent, face.length(" ") * self.style.spacing
         for tok in tokens:
             w = face.length(tok)
             if lines[-1] and used + space + w > width:
+                split = _hyphen_split(face, tok, width - used - space) if hyphenate else None
+                if split is not None:
+                    lines[-1].append(split[0])
+                    tok, w = split[1], face.length(split[1])
                 lines.append([])
                 used = 0.0
             used += (space if lines[-1] else 0.0) + w
@@ -233,7 +279,7 @@ class Writer:
     ) -> float:
         """Flow a paragraph (ragged or justified, maybe indented); returns the next free baseline."""
         justify, indent = self.r.random() < 0.4, face.size * 2 * (self.r.random() < 0.3)
-        lines = self.lines(face, tokens, x1 - x0, indent)
+        lines = self.lines(face, tokens, x1 - x0, indent, hyphenate=self.r.random() < HYPHENATE_P)
         for i, line in enumerate(lines):
             if baseline > self.bottom:
                 break

@@ -58,6 +58,11 @@ _ABBREVIATIONS = tuple(
     "etc. e.g. i.e. Mr. Mrs. Dr. Inc. Co. Corp. Ltd. No. Nos. P.O. U.S. Jr. vs. approx. Dept. Ave. St. Rd. Ext. "
     "Attn: cc:".split()
 )
+#: Slash pairs and abbreviations that forms are full of.
+_SLASHED = tuple(
+    "and/or Yes/No YES/NO Y/N w/ w/o c/o C/O N/A n/a A/C P/N S/N I/O M/F AM/PM Mr./Mrs. his/her he/she "
+    "Date/Time In/Out To/From Name/Title City/State Dept./Div. Q/A R&D P&L".split()
+)
 _MONTHS = ("January February March April May June July August September October November December").split()
 _TLDS = ("com", "org", "net", "gov", "edu", "co.uk", "us")
 _SYMBOLIC = tuple(
@@ -279,8 +284,10 @@ class WordSampler:
     def token(self) -> str:
         """One token of any kind, with punctuation attached now and then."""
         r = self.rng.random()
-        if r < 0.62:
+        if r < 0.58:
             return self.punctuate(self.word(case=None))
+        if r < 0.62:
+            return self.compound()
         if r < 0.70:
             return self.punctuate(self.number())
         if r < 0.74:
@@ -308,13 +315,24 @@ class WordSampler:
             return text
         if r < 0.90:
             return text + self.rng.choice(
-                (",", ",", ".", ".", ":", ";", "?", "!", ")", "'", '"', "...", "),", ".)")
+                (",", ",", ".", ".", ":", ";", "?", "!", ")", "'", '"', "...", "),", ".)", "/", "/", "-", "-", "#")
             )
         if r < 0.97:
             return self.rng.choice(("(", '"', "'", "[", "`", "<", "*")) + text
         return self.rng.choice(('"{}"', "({})", "'{}'", "[{}]", "<{}>", "{{{}}}", "-{}-", "_{}_")).format(
             text
         )
+
+    def compound(self) -> str:
+        """A slashed or hyphenated compound: ``and/or``, ``N/A``, ``Date/``, ``follow-up``, ``w/``."""
+        r = self.rng.random()
+        if r < 0.35:
+            return self.rng.choice(_SLASHED)
+        case = self.rng.choices(("lower", "title", "upper"), (0.5, 0.3, 0.2))[0]
+        first = self.word(case=case)
+        if r < 0.5:
+            return first + self.rng.choice(("/", "-"))
+        return first + ("/" if r < 0.75 else "-") + self.word(case=case)
 
     def sentence(self, n_words: int | None = None) -> list[str]:
         """Running text: capitalised first word, commas now and then, a final stop."""
@@ -337,7 +355,7 @@ class WordSampler:
             )
         case = self.rng.choices(("title", "upper", "keep"), (0.4, 0.45, 0.15))[0]
         words = [self.case(w, case) for w in words]
-        words[-1] += self.rng.choices((":", "", ".", ":"), (0.6, 0.25, 0.05, 0.1))[0]
+        words[-1] += self.rng.choices((":", "", ".", ":", "/", "#"), (0.56, 0.23, 0.05, 0.08, 0.05, 0.03))[0]
         return words
 
     def value(self, kind: str | None = None) -> list[str]:
