@@ -25,6 +25,11 @@ def _env_path(value: str | None) -> Path | None:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 #: Values of ``OCR_RUNTIME`` (see :mod:`ocr_tasks.models.onnx_runtime`).
 RUNTIMES = ("auto", "torch", "onnx")
+#: Activation-range calibrations of the int8 recognizer export (``ocr-pipeline quantize
+#: --calibration``, :func:`ocr_tasks.models.onnx_runtime.quantize_int8`), the default first.
+INT8_CALIBRATIONS = ("minmax", "percentile", "entropy")
+#: Default clipping percentile of the ``percentile`` calibration.
+INT8_PERCENTILE = 99.999
 
 
 @dataclass(frozen=True)

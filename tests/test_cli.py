@@ -118,6 +118,24 @@ def test_bad_threshold_flags_are_a_clear_error(flags, words, capsys):
 
 
 @pytest.mark.parametrize(
+    ("flags", "words"),
+    [(["--percentile", "101"], ["--percentile must be <= 100.0"]),
+     (["--percentile", "50"], ["--percentile must be >= 90.0"]),
+     (["--calibration", "kl"], ["--calibration", "minmax", "percentile", "entropy"]),
+     (["--pages", "0"], ["--pages must be >= 1"])],
+)
+def test_bad_quantize_flags_are_a_clear_error(flags, words, capsys):
+    """Nothing is quantized (and the shipped int8 file is untouched) on a bad flag."""
+    with pytest.raises(SystemExit) as exc:
+        main(["quantize", *flags])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+@pytest.mark.parametrize(
     ("flags", "expected"),
     [([], {}), (["--align-short-words"], {"align_short_words": True}),
      (["--no-align-short-words"], {"align_short_words": False}),

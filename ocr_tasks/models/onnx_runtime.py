@@ -54,7 +54,8 @@ import torch
 from torch import nn
 
 from ..errors import OCRError
-from ..settings import RUNTIMES
+from ..settings import INT8_CALIBRATIONS as CALIBRATIONS
+from ..settings import INT8_PERCENTILE, RUNTIMES
 
 __all__ = [
     "RUNTIMES",
@@ -288,15 +289,24 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int]) -> bytes:
     return _export(module, (examples[0],), ["image"], ["logits"], axes)
 
 
-def quantize_int8(fp32: bytes, calibration: Sequence[np.ndarray]) -> bytes:
+def quantize_int8(
+    fp32: bytes, calibration: Sequence[np.ndarray], method: str = CALIBRATIONS[0],
+    percentile: float = INT8_PERCENTILE,
+) -> bytes:
     """Static int8 quantization of a recognizer export (ONNX Runtime's ``quantize_static``).
 
     QDQ format; convolutions and matrix products get int8 per-channel weights and uint8
-    activations whose ranges are the min/max seen on ``calibration`` (float32 input batches,
-    as the predictor builds them); everything else (the LSTM, pooling) stays float32.
+    activations whose ranges come from ``calibration`` (float32 input batches, as the predictor
+    builds them); everything else (the LSTM, pooling) stays float32.
+
+    ``method``: ``"minmax"`` takes the extremes seen; ``"percentile"`` clips each activation's
+    histogram at ``percentile``; ``"entropy"`` picks the range that keeps the quantized histogram
+    closest (KL divergence) to the float one. Batches are fed to the calibrator one at a time,
+    so the histogram methods work with batches of different widths (ONNX Runtime stacks the
+    outputs of one ``collect_data`` call, which fails for ragged shapes).
 
     Raises:
-        OnnxExportError: the quantizer failed, or there is no calibration data.
+        OnnxExportError: the quantizer failed, there is no calibration data, or an unknown method.
     """
     import tempfile
 
@@ -311,15 +321,30 @@ def quantize_int8(fp32: bytes, calibration: Sequence[np.ndarray]) -> bytes:
 
     if not calibration:
         raise OnnxExportError("int8 quantization needs calibration batches")
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise OnnxExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATIONS)}")
 
     class _Reader(CalibrationDataReader):
+        """All batches, served one ``collect_data`` call at a time (``set_range``)."""
+
         def __init__(self) -> None:
             self._it = iter(calibration)
+
+        def __len__(self) -> int:
+            return len(calibration)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(calibration[start_index:end_index])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self._it, None)
             return None if batch is None else {"image": np.ascontiguousarray(batch, dtype=np.float32)}
 
+    extra = {"CalibStridedMinMax": 1}
+    if method == "percentile":
+        extra["CalibPercentile"] = percentile
     with tempfile.TemporaryDirectory(prefix="ocr-int8-") as tmp:
         src, pre, out = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         src.write_bytes(fp32)
@@ -330,7 +355,8 @@ def quantize_int8(fp32: bytes, calibration: Sequence[np.ndarray]) -> bytes:
                 quantize_static(
                     str(pre), str(out), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+                    calibrate_method=methods[method], op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+                    extra_options=extra,
                 )
         except Exception as exc:  # the quantizer raises many types
             raise OnnxExportError(f"int8 quantization failed: {type(exc).__name__}: {exc}") from exc

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..settings import INT8_CALIBRATIONS, INT8_PERCENTILE
 from .common import add_run_arguments, bounded, json_object, run_config_kwargs
 
 __all__ = ["COMMANDS", "TRAIN_TARGETS"]
@@ -125,7 +126,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from .export import quantize_bundled_recognizer
 
-    print(json.dumps(quantize_bundled_recognizer(pages=args.pages)))
+    print(json.dumps(quantize_bundled_recognizer(pages=args.pages, method=args.calibration,
+                                                 percentile=args.percentile)))
     return 0
 
 
@@ -135,7 +137,12 @@ def add_quantize(sub: Any) -> None:
         help="make the bundled recognizer's int8 ONNX Runtime export from its bundled weights (OCR_PRECISION=int8)",
     )
     p.add_argument("--pages", type=bounded(int, 1, "--pages"), default=8,
-                   help="synthetic pages whose word crops calibrate the int8 ranges (default 8, ~1,300 crops)")
+                   help="synthetic pages whose word crops calibrate the int8 ranges (default 8, ~2,400 crops)")
+    p.add_argument("--calibration", choices=INT8_CALIBRATIONS, default=INT8_CALIBRATIONS[0],
+                   help=f"how activation ranges are chosen (default {INT8_CALIBRATIONS[0]}): minmax takes the "
+                        "extremes seen, percentile clips each histogram, entropy keeps the range of least KL divergence")
+    p.add_argument("--percentile", type=bounded(float, 90.0, "--percentile", high=100.0), default=INT8_PERCENTILE,
+                   help=f"--calibration percentile: where each histogram is clipped (default {INT8_PERCENTILE})")
     p.set_defaults(func=cmd_quantize)
 
 

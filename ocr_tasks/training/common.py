@@ -103,9 +103,9 @@ def restore_optimizer(optimizer: Any, ckpt: dict[str, Any]) -> bool:
     return True
 
 
-def bounded(kind: type, low: float, name: str, strict: bool = False) -> Any:
-    """An argparse type: ``kind`` parsed from text, at least ``low`` (above it when ``strict``);
-    anything else is refused with a message naming the option."""
+def bounded(kind: type, low: float, name: str, strict: bool = False, high: float | None = None) -> Any:
+    """An argparse type: ``kind`` parsed from text, at least ``low`` (above it when ``strict``)
+    and at most ``high`` when given; anything else is refused with a message naming the option."""
     import argparse
 
     def parse(text: str) -> Any:
@@ -116,6 +116,8 @@ def bounded(kind: type, low: float, name: str, strict: bool = False) -> Any:
             raise argparse.ArgumentTypeError(f"{name} must be {what}, got {text!r}") from None
         if value < low or (strict and value == low):
             raise argparse.ArgumentTypeError(f"{name} must be {'>' if strict else '>='} {low}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{name} must be <= {high}, got {text!r}")
         return value
 
     return parse

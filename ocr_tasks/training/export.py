@@ -16,6 +16,7 @@ from ..errors import WeightsMismatch
 from ..models.factory import build_model
 from ..models.registry import BUNDLED_DIR, ModelSpec, get_spec
 from ..models.weights import check_state_dict, normalize_state_dict, save_state_dict
+from ..settings import INT8_CALIBRATIONS, INT8_PERCENTILE
 
 __all__ = ["CALIBRATION_SEED", "export_weights", "quantize_bundled_recognizer", "update_bundled_meta"]
 
@@ -52,13 +53,20 @@ def calibration_batches(spec: ModelSpec, pages: int, seed: int = CALIBRATION_SEE
     return [batch.numpy() for _, batch in batches], len(crops)
 
 
-def quantize_bundled_recognizer(pages: int = 8, spec: ModelSpec | None = None) -> dict[str, Any]:
+def quantize_bundled_recognizer(
+    pages: int = 8,
+    spec: ModelSpec | None = None,
+    method: str = INT8_CALIBRATIONS[0],
+    percentile: float = INT8_PERCENTILE,
+) -> dict[str, Any]:
     """Make ``crnn_light.int8.onnx`` from the bundled ``crnn_light`` weights (as stored, fp16)
     and register it (file, sha256, the weights' sha256, calibration) in ``bundled.json``.
 
     Args:
         pages: synthetic pages whose crops calibrate the activation ranges (~200 crops each).
         spec: the recognizer's entry (default: the registry's ``crnn_light``).
+        method: activation-range calibration, one of :data:`~ocr_tasks.settings.INT8_CALIBRATIONS`.
+        percentile: clipping percentile of the ``"percentile"`` method.
     """
     from ..models.onnx_runtime import export_onnx, quantize_int8
     from ..models.weights import load_weights, sha256_file
@@ -67,14 +75,15 @@ def quantize_bundled_recognizer(pages: int = 8, spec: ModelSpec | None = None) -
     weights = BUNDLED_DIR / spec.filename
     model = load_weights(build_model(spec), weights, replace(spec, sha256=None)).eval()
     batches, crops = calibration_batches(spec, pages)
-    data = quantize_int8(export_onnx(model, spec.input_size), batches)
+    data = quantize_int8(export_onnx(model, spec.input_size), batches, method=method, percentile=percentile)
     filename = Path(spec.filename).stem + ".int8.onnx"
     (BUNDLED_DIR / filename).write_bytes(data)
     fields = {
         "filename": filename,
         "sha256": hashlib.sha256(data).hexdigest(),
         "weights_sha256": sha256_file(weights),
-        "calibration": {"seed": CALIBRATION_SEED, "pages": pages, "crops": crops},
+        "calibration": {"seed": CALIBRATION_SEED, "pages": pages, "crops": crops, "method": method,
+                        **({"percentile": percentile} if method == "percentile" else {})},
     }
     update_bundled_meta(spec.name, int8=fields)
     return {"name": spec.name, "path": str(BUNDLED_DIR / filename), **fields}

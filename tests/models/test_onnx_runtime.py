@@ -237,3 +237,26 @@ def test_a_damaged_int8_export_is_refused(tmp_path: Path) -> None:
         OnnxRecognizer(model, (32, 400), threads=1, int8=(path, "0" * 64))
     with pytest.raises(OnnxExportError, match="needs calibration"):
         onnx_runtime.quantize_int8(b"", [])
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_calibration_takes_batches_of_different_widths(method: str) -> None:
+    """The histogram calibrations accept calibration batches of different widths and batch
+    sizes, as the predictor makes them (ONNX Runtime alone stacks them and fails), and give an
+    int8 model that reads close to float32; a different method gives a different model."""
+    torch.manual_seed(0)
+    model = RecognitionModel(RecognizerOptions(output_channel=32, hidden_size=16, num_class=11)).eval()
+    batches = [
+        np.random.default_rng(i).uniform(-1, 1, (n, 1, 32, w)).astype(np.float32)
+        for i, (n, w) in enumerate([(4, 64), (2, 96), (3, 48)])
+    ]
+    fp32 = onnx_runtime.export_onnx(model, (32, 400))
+    data = onnx_runtime.quantize_int8(fp32, batches, method=method)
+    assert data != onnx_runtime.quantize_int8(fp32, batches, method="minmax")
+    session = onnx_runtime._session(data, 1)
+    (logits,) = session.run(None, {"image": batches[1]})
+    ref = model(torch.from_numpy(batches[1]), None, False)
+    assert logits.shape == tuple(ref.shape)
+    assert (torch.from_numpy(logits).argmax(-1) == ref.argmax(-1)).float().mean() > 0.8
+    with pytest.raises(OnnxExportError, match="unknown calibration method 'kl'"):
+        onnx_runtime.quantize_int8(fp32, batches, method="kl")
