@@ -39,6 +39,15 @@ def test_detector_export_reads_like_torch_on_a_new_canvas(tmp_path: Path) -> Non
     torch.testing.assert_close(f, f_ref, rtol=1e-4, atol=1e-4)
 
 
+def test_sessions_do_not_spin_between_runs(tmp_path: Path) -> None:
+    """Idle ONNX Runtime threads must not busy-wait: they would hold the cores that the
+    predictors' torch and OpenCV code needs between two runs (the CTC softmax ran 40x slower)."""
+    onnx = OnnxDetector(_light_detector(), threads=2, cache=tmp_path / "det.onnx")
+    options = onnx.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2
+
+
 @pytest.mark.parametrize(
     "stages",
     [
