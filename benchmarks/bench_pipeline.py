@@ -3,11 +3,13 @@
 Not a test: it prints figures. Usage::
 
     python benchmarks/bench_pipeline.py [PAGES_DIR] [--precision auto|fp32|bf16] [--threads 2]
-        [--varied N] [--varied-crops N]
+        [--spin] [--varied N] [--varied-crops N]
 
 Reads every image in PAGES_DIR (default: the FUNSD test pages in ../shared/eval/funsd_test/images)
 with the bundled models (one warm-up page first) and prints the pipeline's own timings per page
-(detect, crop, recognize, total). ``--varied N`` then runs the detector on N blank pages of
+(detect, crop, recognize, total). ``--spin`` lets ONNX Runtime's idle threads busy-wait between
+runs, as it does by default and as this project did until session 17, to measure what turning
+it off gained. ``--varied N`` then runs the detector on N blank pages of
 random sizes (500-2600 px per side, seed 0) and prints the process's resident memory every 10
 pages: each new input shape may compile and cache new oneDNN kernels. ``--varied-crops N`` does
 the same for the recognizer: N pages of 40-260 word crops of random height (8-60 px) and width,
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from ocr_tasks.bench.memory import rss_mb  # noqa: E402
 from ocr_tasks.bench.pages import load_pages  # noqa: E402
 from ocr_tasks.imaging import decode_image  # noqa: E402
+from ocr_tasks.models import onnx_runtime  # noqa: E402
 from ocr_tasks.models.precision import precision_name  # noqa: E402
 from ocr_tasks.pipeline import OCRPipeline  # noqa: E402
 from ocr_tasks.settings import Settings  # noqa: E402
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pages", nargs="?", default=str(ROOT.parent / "shared/eval/funsd_test/images"))
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--spin", action="store_true",
+                        help="ONNX Runtime's idle threads busy-wait between runs (its default; ours is off)")
     parser.add_argument("--varied", type=int, default=0, metavar="N")
     parser.add_argument("--varied-crops", type=int, default=0, metavar="N",
                         help="then recognize N pages of random word crops (random count, height and width)")
@@ -51,10 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         pages = load_pages(args.pages)
     except FileNotFoundError as exc:
         parser.error(str(exc))
+    onnx_runtime.ALLOW_SPINNING = args.spin
     settings = replace(Settings.from_env(), precision=args.precision, torch_threads=args.threads)
     pipe = OCRPipeline.from_names(settings=settings)
     print(f"detector {precision_name(pipe.detector.precision)}, "
-          f"recognizer {precision_name(pipe.recognizer.precision)}, {args.threads} threads")
+          f"recognizer {precision_name(pipe.recognizer.precision)}, {args.threads} threads, "
+          f"ONNX Runtime threads {'spin' if args.spin else 'sleep'} between runs")
     images = [decode_image(data) for _, data in pages]
     pipe.ocr_image(images[0])  # warm-up
     totals = dict.fromkeys(("detect", "crop", "recognize", "total"), 0.0)

@@ -76,6 +76,9 @@ OPSET = 17
 EXPORT_VERSION = 1
 #: Largest accepted difference between the ONNX and torch outputs, relative to the outputs' scale.
 TOLERANCE = 1e-3
+#: Whether idle intra-op threads busy-wait for the next run (ONNX Runtime's default). Off: see
+#: :func:`_session`. ``benchmarks/bench_pipeline.py --spin`` turns it on to measure the difference.
+ALLOW_SPINNING = False
 
 
 class OnnxExportError(OCRError):
@@ -157,7 +160,7 @@ def _session(data: bytes, threads: int) -> Any:
     # while the predictors' own torch / OpenCV code (CTC softmax, score-map post-processing) runs
     # between two calls. On a 2-core EPYC, 12 FUNSD pages: recognition 0.286 -> 0.203 s per page
     # (the CTC softmax alone took 2.7 ms per batch against 0.07), whole page 0.565 -> 0.464 s.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if ALLOW_SPINNING else "0")
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own exception types
