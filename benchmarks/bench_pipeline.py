@@ -59,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     onnx_runtime.ALLOW_SPINNING = args.spin
     settings = replace(Settings.from_env(), precision=args.precision, torch_threads=args.threads)
     pipe = OCRPipeline.from_names(settings=settings)
-    print(f"detector {precision_name(pipe.detector.precision)}, "
-          f"recognizer {precision_name(pipe.recognizer.precision)}, {args.threads} threads, "
+    def arithmetic(predictor) -> str:  # type: ignore[no-untyped-def]
+        net = predictor.model  # an ONNX Runtime wrapper says its own precision (int8 or fp32)
+        runtime = getattr(net, "runtime", "torch")
+        return f"{getattr(net, 'precision', None) or precision_name(predictor.precision)} on {runtime}"
+
+    print(f"detector {arithmetic(pipe.detector)}, recognizer {arithmetic(pipe.recognizer)}, {args.threads} threads, "
           f"ONNX Runtime threads {'spin' if args.spin else 'sleep'} between runs")
     images = [decode_image(data) for _, data in pages]
     pipe.ocr_image(images[0])  # warm-up
