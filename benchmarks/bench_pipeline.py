@@ -40,6 +40,14 @@ from ocr_tasks.pipeline import OCRPipeline  # noqa: E402
 from ocr_tasks.settings import Settings  # noqa: E402
 
 
+def arithmetic(predictor) -> str:  # type: ignore[no-untyped-def]
+    """What a predictor's network computes in and on what: an ONNX Runtime wrapper says its own
+    precision (int8 or fp32); a torch network runs in the predictor's autocast dtype."""
+    net = predictor.model
+    runtime = getattr(net, "runtime", "torch")
+    return f"{getattr(net, 'precision', None) or precision_name(predictor.precision)} on {runtime}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pages", nargs="?", default=str(ROOT.parent / "shared/eval/funsd_test/images"))
@@ -59,11 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     onnx_runtime.ALLOW_SPINNING = args.spin
     settings = replace(Settings.from_env(), precision=args.precision, torch_threads=args.threads)
     pipe = OCRPipeline.from_names(settings=settings)
-    def arithmetic(predictor) -> str:  # type: ignore[no-untyped-def]
-        net = predictor.model  # an ONNX Runtime wrapper says its own precision (int8 or fp32)
-        runtime = getattr(net, "runtime", "torch")
-        return f"{getattr(net, 'precision', None) or precision_name(predictor.precision)} on {runtime}"
-
     print(f"detector {arithmetic(pipe.detector)}, recognizer {arithmetic(pipe.recognizer)}, {args.threads} threads, "
           f"ONNX Runtime threads {'spin' if args.spin else 'sleep'} between runs")
     images = [decode_image(data) for _, data in pages]

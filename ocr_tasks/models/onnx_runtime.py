@@ -158,8 +158,9 @@ def _session(data: bytes, threads: int) -> Any:
     options.log_severity_level = 3
     # No busy-waiting between runs: an idle ONNX Runtime worker thread that spins holds a core
     # while the predictors' own torch / OpenCV code (CTC softmax, score-map post-processing) runs
-    # between two calls. On a 2-core EPYC, 12 FUNSD pages: recognition 0.286 -> 0.203 s per page
-    # (the CTC softmax alone took 2.7 ms per batch against 0.07), whole page 0.565 -> 0.464 s.
+    # between two calls (the CTC softmax took 2.7 ms per batch against 0.07). On a 2-core EPYC,
+    # 50 FUNSD pages: recognition 0.311 -> 0.229 s, whole page 0.613 -> 0.501 s per page
+    # (``python benchmarks/bench_pipeline.py [--spin]``, docs/BENCHMARKS.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if ALLOW_SPINNING else "0")
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
